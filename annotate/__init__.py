@@ -1,0 +1,1 @@
+"""Two-stage LLM annotation that builds OpenIE4++ (installed as ``openie4pp.annotate``)."""

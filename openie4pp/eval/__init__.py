@@ -1,0 +1,1 @@
+"""Scorers: CaRB, Re-OIE2016 and BenchIE."""

@@ -1,0 +1,324 @@
+"""The OpenIE4++ data contract: sentences, extractions, records and rejections.
+
+Every component (annotator, trainer, scorers) speaks these models, so they check what
+can be checked without outside knowledge:
+
+* a :class:`Sentence` carries its own tokenisation as character offsets into ``text``;
+  offsets must be increasing, non-overlapping and reproduce each token exactly;
+* an :class:`Element` (predicate or argument) is a phrase plus, when grounded, a token
+  span ``[start, end)``; a grounded element's ``text`` must equal the sentence text
+  between the span's first and last characters (checked by :meth:`Record` validation);
+* LLM and model records must be fully grounded (gold benchmarks are allowed free-text
+  elements because CaRB/BenchIE annotators wrote phrases that are not in the sentence).
+
+Records carry ``schema_version``; reading any other *major* version is an error with a
+clear message rather than a silent mis-read.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from enum import Enum
+from functools import lru_cache
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SCHEMA_VERSION = "1.0"
+"""``MAJOR.MINOR``. A reader accepts any minor version of its own major version."""
+
+ROLE_PATTERN = re.compile(r"^(arg(0|[1-9][0-9]*)|loc|temp|context)$")
+"""Argument roles: ``arg0`` is the subject, ``arg1..`` objects in order; ``loc``, ``temp``
+and ``context`` are the Re-OIE2016 extra slots."""
+
+
+class SchemaVersionError(ValueError):
+    """A record was written by an incompatible version of the schema."""
+
+
+def check_schema_version(version: str) -> str:
+    """Accept ``version`` if its major number equals ours; raise a clear error otherwise."""
+    try:
+        major = int(str(version).split(".")[0])
+    except ValueError as exc:
+        raise SchemaVersionError(f"schema_version {version!r} is not of the form MAJOR.MINOR") from exc
+    ours = int(SCHEMA_VERSION.split(".")[0])
+    if major != ours:
+        newer = "newer" if major > ours else "older"
+        raise SchemaVersionError(
+            f"schema_version {version} is {newer} than this openie4pp's {SCHEMA_VERSION}; "
+            f"{'upgrade openie4pp' if major > ours else 'convert the data with the openie4pp that wrote it'}"
+        )
+    return version
+
+
+@lru_cache(maxsize=4096)
+def _lang_is_valid(code: str) -> bool:
+    import langcodes
+
+    return bool(code) and langcodes.tag_is_valid(code)
+
+
+def check_lang(code: str) -> str:
+    """Return ``code`` if it is a valid, registered BCP-47 tag (``en``, ``zh-Hans``, ``pt-BR``)."""
+    if not _lang_is_valid(code):
+        raise ValueError(f"unknown language code {code!r} (expected a BCP-47 tag such as 'en' or 'zh-Hans')")
+    return code
+
+
+def sentence_id_for(lang: str, text: str) -> str:
+    """A stable id from content: the same sentence in the same language gets the same id."""
+    digest = hashlib.sha1(f"{lang}\x00{text}".encode()).hexdigest()
+    return f"{lang}-{digest[:16]}"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False, str_strip_whitespace=False)
+
+
+class Sentence(_Strict):
+    """A sentence with its tokenisation, as character offsets into ``text``."""
+
+    id: Annotated[str, Field(min_length=1)]
+    lang: str
+    text: Annotated[str, Field(min_length=1)]
+    tokens: list[str]
+    offsets: list[tuple[int, int]]
+
+    @field_validator("lang")
+    @classmethod
+    def _lang(cls, value: str) -> str:
+        return check_lang(value)
+
+    @field_validator("text")
+    @classmethod
+    def _text(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("empty sentence")
+        return value
+
+    @model_validator(mode="after")
+    def _offsets_reproduce_tokens(self) -> Sentence:
+        if len(self.tokens) != len(self.offsets):
+            raise ValueError(f"{len(self.tokens)} tokens but {len(self.offsets)} offsets")
+        if not self.tokens:
+            raise ValueError("sentence has no tokens")
+        previous_end = 0
+        text = self.text
+        for index, (token, (start, end)) in enumerate(zip(self.tokens, self.offsets)):
+            if start < previous_end or end <= start or end > len(text):
+                raise ValueError(f"token {index} offsets ({start}, {end}) are out of order or out of range")
+            if text[start:end] != token:
+                raise ValueError(f"token {index} {token!r} differs from text[{start}:{end}] {text[start:end]!r}")
+            previous_end = end
+        return self
+
+    @classmethod
+    def from_text(
+        cls, text: str, lang: str, id: str | None = None, pretokenized: bool = False
+    ) -> Sentence:
+        """Tokenise ``text`` (see :mod:`openie4pp.text`) and build a sentence.
+
+        ``pretokenized`` splits on whitespace only, which keeps the tokenisation of
+        benchmark files (CaRB, Re-OIE2016, OIE2016) whose indices count such tokens.
+        """
+        from openie4pp.text import tokenize
+
+        spans = tokenize(text, lang, pretokenized=pretokenized)
+        return cls(
+            id=id or sentence_id_for(lang, text),
+            lang=lang,
+            text=text,
+            tokens=[text[s:e] for s, e in spans],
+            offsets=spans,
+        )
+
+    def span_text(self, start: int, end: int) -> str:
+        """The sentence text covered by tokens ``[start, end)``, with its original spacing."""
+        return self.text[self.offsets[start][0] : self.offsets[end - 1][1]]
+
+
+class Element(_Strict):
+    """A predicate or argument: its phrase and, when grounded, its token span ``[start, end)``."""
+
+    text: str
+    span: tuple[int, int] | None = None
+
+    @field_validator("span")
+    @classmethod
+    def _span_order(cls, value: tuple[int, int] | None) -> tuple[int, int] | None:
+        if value is not None and not (0 <= value[0] < value[1]):
+            raise ValueError(f"span {list(value)} is not a non-empty [start, end) with 0 <= start < end")
+        return value
+
+
+class Argument(Element):
+    role: str
+
+    @field_validator("role")
+    @classmethod
+    def _role(cls, value: str) -> str:
+        if not ROLE_PATTERN.match(value):
+            raise ValueError(f"unknown argument role {value!r} (arg0, arg1, ..., loc, temp, context)")
+        return value
+
+
+class Extraction(_Strict):
+    """One n-ary tuple: a predicate and its arguments in order (``arg0`` is the subject)."""
+
+    predicate: Element
+    arguments: list[Argument]
+    confidence: Annotated[float, Field(ge=0.0, le=1.0)] = 1.0
+
+    @field_validator("confidence", mode="before")
+    @classmethod
+    def _finite(cls, value: Any) -> Any:
+        if isinstance(value, float) and value != value:
+            raise ValueError("confidence is NaN")
+        return value
+
+    @property
+    def grounded(self) -> bool:
+        return self.predicate.span is not None and all(a.span is not None for a in self.arguments)
+
+    def argument(self, role: str) -> Argument | None:
+        return next((a for a in self.arguments if a.role == role), None)
+
+    def nary(self) -> tuple[str, list[str]]:
+        """``(relation, [arg0, arg1, ...])`` with positional arguments first, then loc/temp/context."""
+        return self.predicate.text, [a.text for a in self.arguments]
+
+    def binary(self) -> tuple[str, str, str]:
+        """``(arg0, relation, arg1)``: the binary view used by Re-OIE2016-Binary (extra args dropped)."""
+        subject = self.argument("arg0")
+        obj = self.argument("arg1")
+        return (subject.text if subject else "", self.predicate.text, obj.text if obj else "")
+
+
+class Source(str, Enum):
+    gold = "gold"
+    llm = "llm"
+    model = "model"
+
+
+class TokenUsage(_Strict):
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+class Provenance(_Strict):
+    """Where a record came from. Never holds credentials (see :func:`_no_secrets`)."""
+
+    source: Source
+    dataset: str | None = None
+    model: str | None = None
+    endpoint: str | None = None
+    prompt_id: str | None = None
+    prompt_hash: str | None = None
+    verdict: Literal["accept", "fix", "reject"] | None = None
+    usage: TokenUsage | None = None
+    mode: Literal["extract", "project"] | None = None
+    source_lang: str | None = None
+
+    @model_validator(mode="after")
+    def _no_secrets(self) -> Provenance:
+        for name in ("endpoint", "model"):
+            value = getattr(self, name)
+            if value and re.search(r"(sk-[A-Za-z0-9_-]{8,}|api[_-]?key=|://[^/\s]*:[^/\s]*@)", value):
+                raise ValueError(f"provenance.{name} looks like it contains a credential")
+        return self
+
+
+class Record(_Strict):
+    """A sentence with its extractions and provenance: one line of an OpenIE4++ shard."""
+
+    schema_version: str = SCHEMA_VERSION
+    sentence: Sentence
+    extractions: list[Extraction]
+    provenance: Provenance
+
+    @field_validator("schema_version")
+    @classmethod
+    def _version(cls, value: str) -> str:
+        return check_schema_version(value)
+
+    @model_validator(mode="after")
+    def _elements_lie_in_sentence(self) -> Record:
+        for problem in grounding_problems(self):
+            raise ValueError(problem)
+        return self
+
+    @property
+    def id(self) -> str:
+        return self.sentence.id
+
+    @property
+    def lang(self) -> str:
+        return self.sentence.lang
+
+
+def grounding_problems(record: Record) -> list[str]:
+    """Every way in which ``record``'s spans disagree with its sentence, as ``field: message``."""
+    problems: list[str] = []
+    sentence = record.sentence
+    n_tokens = len(sentence.tokens)
+    must_ground = record.provenance.source is not Source.gold
+    for i, extraction in enumerate(record.extractions):
+        elements: list[tuple[str, Element]] = [(f"extractions[{i}].predicate", extraction.predicate)]
+        elements += [(f"extractions[{i}].arguments[{j}]", a) for j, a in enumerate(extraction.arguments)]
+        for field, element in elements:
+            if element.span is None:
+                if must_ground:
+                    problems.append(f"{field}.span: missing; {record.provenance.source.value} records must be grounded")
+                continue
+            start, end = element.span
+            if end > n_tokens:
+                problems.append(f"{field}.span: [{start}, {end}) is out of range for {n_tokens} tokens")
+                continue
+            expected = sentence.span_text(start, end)
+            if element.text != expected:
+                problems.append(f"{field}.text: {element.text!r} differs from the sentence's span text {expected!r}")
+    return problems
+
+
+class RejectionReason(str, Enum):
+    """Why an input or a candidate was not accepted. The README's troubleshooting section explains each."""
+
+    malformed_json = "malformed_json"
+    schema_invalid = "schema_invalid"
+    schema_version = "schema_version"
+    empty_sentence = "empty_sentence"
+    unknown_language = "unknown_language"
+    span_out_of_range = "span_out_of_range"
+    span_text_mismatch = "span_text_mismatch"
+    ungrounded = "ungrounded"
+    ambiguous = "ambiguous"
+    wrong_language = "wrong_language"
+    llm_invalid_output = "llm_invalid_output"
+    llm_rejected = "llm_rejected"
+    request_failed = "request_failed"
+    no_extractions = "no_extractions"
+    duplicate = "duplicate"
+    label_scheme = "label_scheme"
+
+
+class Rejection(_Strict):
+    """An input or candidate that did not become a record, with enough context to find and fix it."""
+
+    schema_version: str = SCHEMA_VERSION
+    stage: Literal["input", "stage1", "stage2", "grounding", "validate", "convert", "labels"]
+    reason: RejectionReason
+    detail: str
+    input: str = Field(description="the offending input, verbatim (a raw line, phrase or response)")
+    sentence_id: str | None = None
+    file: str | None = None
+    line: int | None = None
+    field: str | None = None
+
+    def location(self) -> str:
+        parts = [self.file or "<input>"]
+        if self.line is not None:
+            parts.append(str(self.line))
+        where = ":".join(parts)
+        return f"{where}:{self.field}" if self.field else where

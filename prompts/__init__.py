@@ -1,0 +1,1 @@
+"""Versioned prompt templates (installed as ``openie4pp.prompts``)."""
