@@ -98,9 +98,13 @@ class SentenceIndex:
             if not found:
                 if partial:
                     return NotGrounded(
-                        GroundingFailure.partial_token, phrase, "the phrase occurs only inside tokens of the sentence"
+                        GroundingFailure.partial_token,
+                        phrase,
+                        "the phrase occurs only inside tokens of the sentence",
                     )
-                return NotGrounded(GroundingFailure.not_found, phrase, "the phrase does not occur in the sentence")
+                return NotGrounded(
+                    GroundingFailure.not_found, phrase, "the phrase does not occur in the sentence"
+                )
             kind = "normalized" if self._aligned(stripped, found[0]) else "spacing"
         start, end = _choose(found, near)
         offsets = self.sentence.offsets

@@ -106,18 +106,18 @@ class Sentence(_Strict):
             raise ValueError("sentence has no tokens")
         previous_end = 0
         text = self.text
-        for index, (token, (start, end)) in enumerate(zip(self.tokens, self.offsets)):
+        for index, (token, (start, end)) in enumerate(zip(self.tokens, self.offsets, strict=True)):
             if start < previous_end or end <= start or end > len(text):
                 raise ValueError(f"token {index} offsets ({start}, {end}) are out of order or out of range")
             if text[start:end] != token:
-                raise ValueError(f"token {index} {token!r} differs from text[{start}:{end}] {text[start:end]!r}")
+                raise ValueError(
+                    f"token {index} {token!r} differs from text[{start}:{end}] {text[start:end]!r}"
+                )
             previous_end = end
         return self
 
     @classmethod
-    def from_text(
-        cls, text: str, lang: str, id: str | None = None, pretokenized: bool = False
-    ) -> Sentence:
+    def from_text(cls, text: str, lang: str, id: str | None = None, pretokenized: bool = False) -> Sentence:
         """Tokenise ``text`` (see :mod:`openie4pp.text`) and build a sentence.
 
         ``pretokenized`` splits on whitespace only, which keeps the tokenisation of
@@ -245,8 +245,9 @@ class Record(_Strict):
 
     @model_validator(mode="after")
     def _elements_lie_in_sentence(self) -> Record:
-        for problem in grounding_problems(self):
-            raise ValueError(problem)
+        problems = grounding_problems(self)
+        if problems:  # one error listing every problem, so `validate` can report them all
+            raise ValueError("\n".join(problems))
         return self
 
     @property
@@ -270,7 +271,9 @@ def grounding_problems(record: Record) -> list[str]:
         for field, element in elements:
             if element.span is None:
                 if must_ground:
-                    problems.append(f"{field}.span: missing; {record.provenance.source.value} records must be grounded")
+                    problems.append(
+                        f"{field}.span: missing; {record.provenance.source.value} records must be grounded"
+                    )
                 continue
             start, end = element.span
             if end > n_tokens:
@@ -278,7 +281,9 @@ def grounding_problems(record: Record) -> list[str]:
                 continue
             expected = sentence.span_text(start, end)
             if element.text != expected:
-                problems.append(f"{field}.text: {element.text!r} differs from the sentence's span text {expected!r}")
+                problems.append(
+                    f"{field}.text: {element.text!r} differs from the sentence's span text {expected!r}"
+                )
     return problems
 
 

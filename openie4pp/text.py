@@ -27,10 +27,11 @@ _NO_SPACE_RANGES = (
     "\U00020000-\U0003134f"  # CJK extensions B-G
     "\u0e00-\u0e7f\u0e80-\u0eff\u1000-\u109f\u1780-\u17ff"  # Thai, Lao, Myanmar, Khmer
 )
+_LETTERS = rf"(?:(?![{_NO_SPACE_RANGES}])[^\W_])+"  # letters/digits of a spaced script
 _WORD = re.compile(
     rf"[{_NO_SPACE_RANGES}]"  # a character of a no-space script
     r"|\d+(?:[.,]\d+)*"  # a number, with decimal or thousands separators
-    rf"|(?:(?![{_NO_SPACE_RANGES}])[^\W_])+(?:['’\-](?:(?![{_NO_SPACE_RANGES}])[^\W_])+)*"  # a word, hyphens kept
+    rf"|{_LETTERS}(?:['’\-]{_LETTERS})*"  # a word; inner hyphens and apostrophes kept
     r"|[^\w\s]|_",  # any other single symbol
 )
 _WHITESPACE_TOKEN = re.compile(r"\S+")
@@ -59,12 +60,40 @@ def is_no_space_script(text: str) -> bool:
 # Quote and dash styles that LLMs and translators use interchangeably.
 _FOLD = str.maketrans(
     {
-        "‘": "'", "’": "'", "‚": "'", "‛": "'", "`": "'", "´": "'", "′": "'",
-        "“": '"', "”": '"', "„": '"', "‟": '"', "«": '"', "»": '"', "″": '"',
-        "「": '"', "」": '"', "『": '"', "』": '"', "〝": '"', "〞": '"',
-        "‐": "-", "‑": "-", "‒": "-", "–": "-", "—": "-", "―": "-", "−": "-",
-        "、": ",", "。": ".",
-        "\u00a0": " ", "\u200b": "", "\u200c": "", "\u200d": "", "\ufeff": "",
+        "‘": "'",
+        "’": "'",
+        "‚": "'",
+        "‛": "'",
+        "`": "'",
+        "´": "'",
+        "′": "'",
+        "“": '"',
+        "”": '"',
+        "„": '"',
+        "‟": '"',
+        "«": '"',
+        "»": '"',
+        "″": '"',
+        "「": '"',
+        "」": '"',
+        "『": '"',
+        "』": '"',
+        "〝": '"',
+        "〞": '"',
+        "‐": "-",
+        "‑": "-",
+        "‒": "-",
+        "–": "-",
+        "—": "-",
+        "―": "-",
+        "−": "-",
+        "、": ",",
+        "。": ".",
+        "\u00a0": " ",
+        "\u200b": "",
+        "\u200c": "",
+        "\u200d": "",
+        "\ufeff": "",
     }
 )
 # PTB-style tokenised quotes in benchmark files: `` and '' stand for " .

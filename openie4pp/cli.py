@@ -1,0 +1,80 @@
+"""The ``openie4pp`` command line. Each subcommand is a thin shell over a library function,
+imported lazily so that ``openie4pp validate`` does not pay for torch or matplotlib."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from openie4pp.validate import format_summary, summary_json, validate_paths
+
+    summary = validate_paths(args.paths, max_kept_problems=args.max_problems)
+    if args.rejected:
+        Path(args.rejected).parent.mkdir(parents=True, exist_ok=True)
+        with open(args.rejected, "w", encoding="utf-8") as out:
+            for problem in summary.problems:
+                out.write(problem.model_dump_json() + "\n")
+    print(format_summary(summary))
+    if args.json:
+        print(summary_json(summary))
+    return 0 if summary.ok else 1
+
+
+def _convert(args: argparse.Namespace) -> int:
+    from openie4pp.convert import convert_to_shards
+
+    return convert_to_shards(
+        args.format, Path(args.input), Path(args.out), lang=args.lang, dataset=args.dataset
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="openie4pp", description="Cross-lingual Open Information Extraction."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    validate = sub.add_parser("validate", help="check OpenIE4++ shards or JSONL files (schema + grounding)")
+    validate.add_argument("paths", nargs="+", help="shard folders or JSONL files")
+    validate.add_argument("--json", action="store_true", help="also print the summary as one JSON line")
+    validate.add_argument(
+        "--rejected", metavar="FILE", help="write every problem as a rejection JSONL record"
+    )
+    validate.add_argument("--max-problems", type=int, default=1000, help="problems listed (all are counted)")
+    validate.set_defaults(handler=_validate)
+
+    convert = sub.add_parser("convert", help="convert a benchmark file into OpenIE4++ shards")
+    convert.add_argument(
+        "--from",
+        dest="format",
+        required=True,
+        choices=["carb", "re-oie2016", "oie2016-conll", "oie2016-tab", "benchie"],
+    )
+    convert.add_argument("input", help="the benchmark file")
+    convert.add_argument("--out", required=True, help="output shard folder")
+    convert.add_argument("--lang", help="language code (default: inferred from the file name)")
+    convert.add_argument(
+        "--dataset", help="dataset name for ids and provenance (default: from the file name)"
+    )
+    convert.set_defaults(handler=_convert)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except (FileNotFoundError, ValueError) as error:  # user errors: a message, not a traceback
+        print(f"openie4pp {args.command}: error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
