@@ -1,8 +1,9 @@
 """Hugging Face ``datasets`` view of OpenIE4++ shards: explicit features, a dataset card, ``load``.
 
-Why explicit features: Arrow infers a column's type from the values it sees, and a shard of
-gold records whose elements are all ungrounded has only ``null`` spans, typed ``null``, which
-then fails to combine with another shard's ``list<int64>`` spans. :func:`features` is derived
+Why explicit features: Arrow infers a column's type from the values it sees. The writer never
+emits ``null`` (ungrounded spans are ``[-1, -1]``, absent provenance values ``""``) so plain
+``load_dataset("json", ...)`` infers consistent types, but explicit features also pin integer
+widths and keep loading cheap and predictable. :func:`features` is derived
 from the pydantic models in :mod:`openie4pp.schema`, so it cannot drift from the JSON the
 writer emits. The dataset card written next to the shards declares the same features, so a
 plain ``load_dataset(out_dir)`` gets consistent types too.
@@ -92,10 +93,10 @@ sentences and the terms of the model(s) named in `provenance`.
 * `extractions`: n-ary tuples, each with a `predicate` and `arguments` (in order; `role` is
   `arg0` for the subject, `arg1`... for objects, or `loc`/`temp`/`context`) and a `confidence`
   in [0, 1]. Every element has a `text` and a `span`: its token span `[start, end)` into
-  `sentence.tokens`, or null when the element is not grounded in the sentence (only allowed
+  `sentence.tokens`, or `[-1, -1]` when the element is not grounded in the sentence (only allowed
   for gold benchmark data, whose annotators wrote free-text phrases).
 * `provenance`: where the record came from. `source` is `gold`, `llm` or `model`; `dataset`,
-  `model` and `endpoint` name the origin (never credentials); `prompt_id`/`prompt_hash`
+  `model` and `endpoint` name the origin (never credentials; `""` when not applicable); `prompt_id`/`prompt_hash`
   identify the prompt; `verdict` is the LLM judge's (`accept`/`fix`/`reject`); `usage` the
   token counts; `mode` is `extract` (annotated in the sentence's language) or `project`
   (projected from `source_lang`).

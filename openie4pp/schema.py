@@ -23,7 +23,7 @@ from enum import Enum
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
 SCHEMA_VERSION = "1.0"
 """``MAJOR.MINOR``. A reader accepts any minor version of its own major version."""
@@ -139,11 +139,28 @@ class Sentence(_Strict):
         return self.text[self.offsets[start][0] : self.offsets[end - 1][1]]
 
 
+UNGROUNDED = (-1, -1)
+"""How an absent span is written on disk (Re-OIE2016's own convention for implicit elements): a
+``null`` or ``[]`` would make Arrow infer a ``null``/``list<null>`` column that later files' real
+spans cannot be cast to. In Python an absent span is ``None``."""
+
+
 class Element(_Strict):
     """A predicate or argument: its phrase and, when grounded, its token span ``[start, end)``."""
 
     text: str
     span: tuple[int, int] | None = None
+
+    @field_validator("span", mode="before")
+    @classmethod
+    def _absent_span_is_none(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)) and (len(value) == 0 or list(value) == list(UNGROUNDED)):
+            return None
+        return value
+
+    @field_serializer("span", when_used="json")
+    def _no_null_span(self, value: tuple[int, int] | None) -> list[int]:
+        return list(value if value is not None else UNGROUNDED)
 
     @field_validator("span")
     @classmethod
@@ -207,8 +224,19 @@ class TokenUsage(_Strict):
     completion_tokens: int = 0
 
 
+_OPTIONAL_PROVENANCE = (
+    "dataset", "model", "endpoint", "prompt_id", "prompt_hash", "verdict", "mode", "source_lang",
+)
+
+
 class Provenance(_Strict):
-    """Where a record came from. Never holds credentials (see :func:`_no_secrets`)."""
+    """Where a record came from. Never holds credentials (see :func:`_no_secrets`).
+
+    On disk, absent values are written as ``""`` (and ungrounded spans as ``[-1, -1]``), never as
+    ``null``: Arrow types an all-null column as ``null`` and then cannot combine it with a later
+    file's strings, which would break plain ``load_dataset("json", data_files=...)`` on shards
+    that mix gold and LLM records. Reading maps ``""`` back to None.
+    """
 
     source: Source
     dataset: str | None = None
@@ -217,9 +245,18 @@ class Provenance(_Strict):
     prompt_id: str | None = None
     prompt_hash: str | None = None
     verdict: Literal["accept", "fix", "reject"] | None = None
-    usage: TokenUsage | None = None
+    usage: TokenUsage = Field(default_factory=TokenUsage)
     mode: Literal["extract", "project"] | None = None
     source_lang: str | None = None
+
+    @field_validator(*_OPTIONAL_PROVENANCE, mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_serializer(*_OPTIONAL_PROVENANCE, when_used="json")
+    def _no_null(self, value: str | None) -> str:
+        return "" if value is None else value
 
     @model_validator(mode="after")
     def _no_secrets(self) -> Provenance:

@@ -153,3 +153,19 @@ def test_rejection_location() -> None:
     )
     assert rejection.location() == "x.jsonl:3:extractions[0].predicate.text"
     assert Rejection.model_validate_json(rejection.model_dump_json()) == rejection
+
+
+def test_no_nulls_on_disk_and_absent_values_read_back_as_none() -> None:
+    data = json.loads(make_record().model_dump_json())
+    data["extractions"][0]["arguments"][0]["span"] = None
+    data["provenance"]["source"] = "gold"
+    record = Record.model_validate(data)
+    line = record.model_dump_json()
+    assert "null" not in line
+    on_disk = json.loads(line)
+    assert on_disk["extractions"][0]["arguments"][0]["span"] == [-1, -1]
+    assert on_disk["provenance"]["endpoint"] == ""
+    again = Record.model_validate_json(line)
+    assert again == record
+    assert again.extractions[0].arguments[0].span is None and again.provenance.endpoint is None
+    assert Element.model_validate({"text": "x", "span": []}).span is None
