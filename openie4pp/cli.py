@@ -34,6 +34,22 @@ def _convert(args: argparse.Namespace) -> int:
     )
 
 
+def _eval(args: argparse.Namespace) -> int:
+    from openie4pp.eval.run import evaluate, format_table, summary_line
+
+    result = evaluate(
+        args.benchmark, Path(args.pred), binary=args.binary, gold=Path(args.gold) if args.gold else None
+    )
+    print(format_table(result))
+    if args.plot:
+        from openie4pp.eval.curve import plot_pr
+
+        print(f"PR curve: {plot_pr(result, args.plot)}")
+    if args.json:
+        print(summary_line(result))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="openie4pp", description="Cross-lingual Open Information Extraction."
@@ -63,6 +79,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--dataset", help="dataset name for ids and provenance (default: from the file name)"
     )
     convert.set_defaults(handler=_convert)
+
+    from openie4pp.eval.run import BENCHMARKS
+
+    evaluate = sub.add_parser("eval", help="score predictions on CaRB, Re-OIE2016 or BenchIE")
+    evaluate.add_argument("--benchmark", required=True, choices=list(BENCHMARKS))
+    evaluate.add_argument("--pred", required=True, help="CaRB tab, BenchIE system format or OpenIE4++ JSONL")
+    evaluate.add_argument("--binary", action="store_true", help="binary (arg0, relation, arg1) scoring")
+    evaluate.add_argument("--gold", help="gold file (default: found in the shared benchmarks folder)")
+    evaluate.add_argument("--plot", metavar="PNG", help="draw the precision/recall curve")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON summary object last")
+    evaluate.set_defaults(handler=_eval)
     return parser
 
 

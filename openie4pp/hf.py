@@ -96,10 +96,10 @@ sentences and the terms of the model(s) named in `provenance`.
   `sentence.tokens`, or `[-1, -1]` when the element is not grounded in the sentence (only allowed
   for gold benchmark data, whose annotators wrote free-text phrases).
 * `provenance`: where the record came from. `source` is `gold`, `llm` or `model`; `dataset`,
-  `model` and `endpoint` name the origin (never credentials; `""` when not applicable); `prompt_id`/`prompt_hash`
-  identify the prompt; `verdict` is the LLM judge's (`accept`/`fix`/`reject`); `usage` the
-  token counts; `mode` is `extract` (annotated in the sentence's language) or `project`
-  (projected from `source_lang`).
+  `model` and `endpoint` name the origin (never credentials; `""` when not applicable);
+  `prompt_id`/`prompt_hash` identify the prompt; `verdict` is the LLM judge's
+  (`accept`/`fix`/`reject`); `usage` the token counts; `mode` is `extract` (annotated in the
+  sentence's language) or `project` (projected from `source_lang`).
 
 ## Loading
 

@@ -78,7 +78,8 @@ def test_load_one_split_per_language(mixed_dir: Path, tmp_path: Path) -> None:
     loaded = load(mixed_dir, cache_dir=str(tmp_path))
     assert {name: len(split) for name, split in loaded.items()} == {"en": 7, "zh_Hans": 4}
     assert [record_from_row(r) for r in loaded["zh_Hans"]] == [make_record(i, "zh-Hans") for i in range(4)]
-    assert loaded["en"][0]["extractions"][0]["predicate"]["span"] == [-1, -1]  # ungrounded on disk; None in Python
+    # ungrounded: [-1, -1] on disk, None in Python
+    assert loaded["en"][0]["extractions"][0]["predicate"]["span"] == [-1, -1]
     assert loaded["zh_Hans"][0]["extractions"][0]["predicate"]["span"] == [4, 6]
 
 
