@@ -42,7 +42,7 @@ from pathlib import Path
 import jsonlines
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from openie4pp.formats.registry import (
+from openie4pp.formats.common import (
     build_record,
     check_language,
     extraction_from_phrases,

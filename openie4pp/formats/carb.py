@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from openie4pp.formats.registry import (
+from openie4pp.formats.common import (
     build_record,
     check_language,
     extraction_from_phrases,

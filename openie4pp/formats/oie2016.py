@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from openie4pp.formats.registry import (
+from openie4pp.formats.common import (
     build_record,
     check_language,
     extraction_from_phrases,

@@ -32,7 +32,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from openie4pp.formats.registry import (
+from openie4pp.formats.common import (
     build_record,
     check_language,
     ground_phrase,
