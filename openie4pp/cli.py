@@ -50,6 +50,18 @@ def _eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def _annotate(args: argparse.Namespace) -> int:
+    from openie4pp.annotate.run import annotate_main
+
+    return annotate_main(args)
+
+
+def _merge(args: argparse.Namespace) -> int:
+    from openie4pp.annotate.run import merge_main
+
+    return merge_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="openie4pp", description="Cross-lingual Open Information Extraction."
@@ -90,6 +102,19 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--plot", metavar="PNG", help="draw the precision/recall curve")
     evaluate.add_argument("--json", action="store_true", help="print one JSON summary object last")
     evaluate.set_defaults(handler=_eval)
+
+    from openie4pp.annotate.run import add_arguments
+
+    annotate = sub.add_parser("annotate", help="two-stage LLM annotation into OpenIE4++ shards")
+    add_arguments(annotate)
+    annotate.set_defaults(handler=_annotate)
+
+    merge = sub.add_parser(
+        "merge", help="combine shard folders (e.g. from --shard runs), checking ids are unique"
+    )
+    merge.add_argument("inputs", nargs="+", help="shard folders")
+    merge.add_argument("--out", required=True)
+    merge.set_defaults(handler=_merge)
     return parser
 
 

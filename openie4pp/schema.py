@@ -335,6 +335,7 @@ class RejectionReason(str, Enum):
     span_out_of_range = "span_out_of_range"
     span_text_mismatch = "span_text_mismatch"
     ungrounded = "ungrounded"
+    overlapping_spans = "overlapping_spans"
     ambiguous = "ambiguous"
     wrong_language = "wrong_language"
     llm_invalid_output = "llm_invalid_output"

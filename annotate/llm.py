@@ -1,0 +1,122 @@
+"""The contract between the annotation pipeline and any LLM backend.
+
+The pipeline only ever builds a :class:`ChatRequest` and awaits a :class:`ChatResponse` from
+a :class:`Backend`. Everything endpoint-specific — OpenAI-compatible HTTP servers (several at
+once), the in-process vLLM engine, the embedded llama.cpp server, retries, structured-output
+negotiation, the response cache — lives behind that one method, so the pipeline is the same
+for a laptop and for a rack of GPU servers.
+
+A request is content-addressed: :meth:`ChatRequest.cache_key` hashes everything that can
+change the answer (model, rendered messages, JSON schema, sampling parameters, prompt version),
+so a rerun or a resume finds every finished answer in the cache and costs no request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+StructuredMode = Literal["json_schema", "json_object", "none"]
+"""How a server was asked for JSON: OpenAI's ``json_schema`` response format; ``json_object``
+with the schema attached (llama.cpp's server); or plain text with the schema in the prompt."""
+
+
+@dataclass(frozen=True)
+class Message:
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"role": self.role, "content": self.content}
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """One chat completion to make. Frozen and hashable so it can be a cache key."""
+
+    messages: tuple[Message, ...]
+    schema_name: str
+    """Name of the expected JSON object (e.g. ``"extraction"``), for response_format."""
+    schema: dict[str, Any] | None = field(default=None, hash=False, compare=False)
+    """JSON schema of the expected answer (pydantic ``model_json_schema()``), or None for free text."""
+    prompt_id: str = ""
+    prompt_hash: str = ""
+    """Hash of the prompt template version; part of the cache key and of each record's provenance."""
+    temperature: float = 0.0
+    max_tokens: int = 512
+    seed: int | None = 0
+    purpose: str = ""
+    """What the request is for (``stage1``, ``translate``, ``verify``...): stats only, not hashed."""
+
+    def cache_key(self, model: str) -> str:
+        """sha256 over everything that can change the answer. The endpoint is not part of it:
+        two servers of the same model are interchangeable."""
+        payload = {
+            "model": model,
+            "messages": [m.as_dict() for m in self.messages],
+            "schema_name": self.schema_name,
+            "schema": self.schema,
+            "prompt_id": self.prompt_id,
+            "prompt_hash": self.prompt_hash,
+            "temperature": self.temperature,
+            "max_tokens": self.max_tokens,
+            "seed": self.seed,
+        }
+        canonical = json.dumps(payload, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+    def with_messages(self, *extra: Message) -> ChatRequest:
+        """The same request with messages appended (used to re-ask after an invalid answer)."""
+        return ChatRequest(
+            messages=self.messages + extra,
+            schema_name=self.schema_name,
+            schema=self.schema,
+            prompt_id=self.prompt_id,
+            prompt_hash=self.prompt_hash,
+            temperature=self.temperature,
+            max_tokens=self.max_tokens,
+            seed=self.seed,
+            purpose=self.purpose,
+        )
+
+
+@dataclass
+class ChatResponse:
+    content: str
+    model: str
+    endpoint: str
+    """A display name of the endpoint (host:port or ``vllm``): never a key or a URL with credentials."""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_s: float = 0.0
+    cached: bool = False
+    structured: StructuredMode = "none"
+    retries: int = 0
+
+
+class RequestFailed(Exception):
+    """A request that could not be answered after the allowed retries (or at once, for a
+    non-retryable error such as 401/400). The pipeline turns it into a ``request_failed``
+    rejection and goes on with the next item."""
+
+    def __init__(self, detail: str, *, status: int | None = None, retries: int = 0) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.status = status
+        self.retries = retries
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Anything that answers chat requests. Implementations must be safe to call concurrently
+    from many asyncio tasks; concurrency limits belong to the caller (the pipeline)."""
+
+    model: str
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        """Answer ``request`` or raise :class:`RequestFailed`."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,374 @@
+"""The two-stage annotation pipeline: inputs -> LLM stage 1 -> stage 2 (ground, language, judge) -> shards.
+
+``extract`` mode asks the LLM for triples copied from a sentence in any language. ``project``
+mode is MT4CrossOIE's data-based transfer: translate an English sentence with known triples
+into each target language (the translation must be in that language), then ask for the
+corresponding triples as spans of the translation. Both then go through stage 2
+(:mod:`openie4pp.annotate.stage2`).
+
+Every item ends as exactly one of: a record in ``DIR/<lang>/shard-*.jsonl`` or a sentence-level
+rejection in ``DIR/rejected.jsonl`` (candidate-level rejections are written there too, with
+``field="candidates[i]"``, for debugging prompts). A rerun skips finished items before
+making any request; unfinished ones find their finished requests in the response cache, so a
+resume after ``kill -9`` repeats at most the requests that were in flight.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from openie4pp.annotate.contract import (
+    AnswerInvalid,
+    ExtractionAnswer,
+    ProjectionAnswer,
+    TranslationAnswer,
+    Triple,
+    VerificationAnswer,
+    parse_answer,
+    reask_message,
+)
+from openie4pp.annotate.inputs import InputProblem, WorkItem
+from openie4pp.annotate.langid import is_language
+from openie4pp.annotate.llm import Backend, ChatRequest, Message, RequestFailed
+from openie4pp.annotate.prompts import load_prompt
+from openie4pp.annotate.stage2 import Candidate, VerifyPolicy, apply_verdicts, ground_candidates
+from openie4pp.annotate.stats import Prices, RunStats
+from pydantic import BaseModel
+
+from openie4pp.jsonl import iter_jsonl_lines
+from openie4pp.schema import (
+    Provenance,
+    Record,
+    Rejection,
+    RejectionReason,
+    Sentence,
+    Source,
+    TokenUsage,
+)
+from openie4pp.shards import ShardWriter
+
+A = TypeVar("A", bound=BaseModel)
+
+
+@dataclass
+class PipelineConfig:
+    mode: Literal["extract", "project"] = "extract"
+    target_langs: tuple[str, ...] = ()
+    concurrency: int = 16
+    verify: bool = True
+    reasks: int = 1
+    """How often an invalid answer is sent back with the validation error before giving up."""
+    translation_retries: int = 1
+    """How often a translation in the wrong language is asked for again (the paper retries)."""
+    endpoint_name: str = ""
+    policy: VerifyPolicy = field(default_factory=VerifyPolicy)
+    max_tokens: int = 512
+    prices: Prices = field(default_factory=Prices)
+    build_config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One unit of output: an item in ``extract`` mode, an (item, target language) pair in ``project``."""
+
+    id: str
+    item: WorkItem
+    target_lang: str | None = None
+
+    @property
+    def lang(self) -> str:
+        return self.target_lang or self.item.lang
+
+
+class ItemRejected(Exception):
+    def __init__(self, stage: str, reason: RejectionReason, detail: str, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.stage, self.reason, self.detail, self.field = stage, reason, detail, field
+
+
+@dataclass
+class _Trace:
+    """What one task spent: token usage and the prompts it used (for provenance)."""
+
+    usage: TokenUsage = field(default_factory=TokenUsage)
+    prompt_hashes: dict[str, str] = field(default_factory=dict)
+
+
+def final_rejection_ids(path: Path) -> set[str]:
+    """Sentence ids with a sentence-level rejection in ``rejected.jsonl`` (finished items)."""
+    done: set[str] = set()
+    if not path.exists():
+        return done
+    for _, raw in iter_jsonl_lines(path):
+        with contextlib.suppress(ValueError):
+            data = json.loads(raw)
+            if data.get("sentence_id") and not str(data.get("field") or "").startswith("candidates["):
+                done.add(str(data["sentence_id"]))
+    return done
+
+
+class Pipeline:
+    def __init__(self, backend: Backend, out_dir: Path, config: PipelineConfig) -> None:
+        self.backend, self.out_dir, self.config = backend, out_dir, config
+        self.stats = RunStats()
+        self.writer: ShardWriter | None = None
+
+    # ------------------------------------------------------------------ requests
+
+    async def ask(self, request: ChatRequest, answer_model: type[A], trace: _Trace) -> A:
+        """Send ``request``; parse and validate the answer; re-ask with the error; else reject."""
+        trace.prompt_hashes[request.prompt_id] = request.prompt_hash
+        for attempt in range(self.config.reasks + 1):
+            try:
+                response = await self.backend.complete(request)
+            except RequestFailed as error:
+                self.stats.failed_requests += 1
+                raise ItemRejected(request.purpose, RejectionReason.request_failed, error.detail) from error
+            self.stats.record_response(response, request.purpose)
+            if not response.cached:
+                trace.usage.prompt_tokens += response.prompt_tokens
+                trace.usage.completion_tokens += response.completion_tokens
+            try:
+                return parse_answer(response.content, answer_model)
+            except AnswerInvalid as error:
+                if attempt == self.config.reasks:
+                    raise ItemRejected(
+                        request.purpose,
+                        RejectionReason.llm_invalid_output,
+                        f"{error.detail} (answer: {response.content[:300]!r})",
+                    ) from error
+                self.stats.reasks += 1
+                request = request.with_messages(Message("assistant", response.content), reask_message(error))
+        raise AssertionError("unreachable")
+
+    def _request(self, prompt_id: str, lang: str, purpose: str, **variables: Any) -> ChatRequest:
+        return load_prompt(prompt_id).request(
+            lang, purpose=purpose, max_tokens=self.config.max_tokens, **variables
+        )
+
+    # ------------------------------------------------------------------ stages
+
+    async def stage1(self, task: Task, trace: _Trace) -> tuple[Sentence, list[Triple]]:
+        item = task.item
+        if self.config.mode == "extract":
+            sentence = Sentence.from_text(item.text, item.lang, id=task.id, pretokenized=item.pretokenized)
+            answer = await self.ask(
+                self._request("extract", item.lang, "stage1", sentence=item.text), ExtractionAnswer, trace
+            )
+            return sentence, answer.triples
+        target = task.lang
+        # the translate prompt is rendered for the *target* language: its notes say how to write it
+        request = self._request("translate", target, "translate", sentence=item.text)
+        for attempt in range(self.config.translation_retries + 1):
+            translation = (await self.ask(request, TranslationAnswer, trace)).translation.strip()
+            if translation and is_language(translation, target):
+                break
+            if attempt == self.config.translation_retries:
+                raise ItemRejected(
+                    "stage2",
+                    RejectionReason.wrong_language,
+                    f"the translation is not in {target}: {translation[:200]!r}",
+                )
+            request = request.with_messages(
+                Message("assistant", json.dumps({"translation": translation}, ensure_ascii=False)),
+                Message(
+                    "user",
+                    f"That is not {target}. Translate the sentence into {target}; answer with JSON only.",
+                ),
+            )
+        sentence = Sentence.from_text(translation, target, id=task.id)
+        answer = await self.ask(
+            self._request(
+                "project",
+                target,
+                "stage1",
+                sentence=translation,
+                english_sentence=item.text,
+                english_triples=list(item.triples),
+            ),
+            ProjectionAnswer,
+            trace,
+        )
+        return sentence, answer.triples
+
+    async def stage2(self, sentence: Sentence, triples: list[Triple], trace: _Trace) -> list[Candidate]:
+        candidates = ground_candidates(sentence, triples)
+        grounded = [c for c in candidates if c.accepted]
+        answer: VerificationAnswer | None = None
+        if self.config.verify and grounded:
+            listing = [
+                {
+                    "index": c.index,
+                    "subject": c.triple.subject,
+                    "relation": c.triple.relation,
+                    "object": c.triple.object,
+                    "extra": c.triple.extra,
+                }
+                for c in grounded
+            ]
+            answer = await self.ask(
+                self._request(
+                    "verify",
+                    sentence.lang,
+                    "verify",
+                    sentence=sentence.text,
+                    candidates=json.dumps(listing, ensure_ascii=False),
+                ),
+                VerificationAnswer,
+                trace,
+            )
+        outcome = apply_verdicts(sentence, candidates, answer, self.config.policy)
+        self.stats.fixed_candidates += outcome.fixed
+        return candidates
+
+    # ------------------------------------------------------------------ one task
+
+    async def process(self, task: Task) -> None:
+        trace = _Trace()
+        try:
+            sentence, triples = await self.stage1(task, trace)
+            if not triples:
+                raise ItemRejected("stage1", RejectionReason.no_extractions, "the LLM proposed no triple")
+            candidates = await self.stage2(sentence, triples, trace)
+        except ItemRejected as rejected:
+            self._reject(task, rejected.stage, rejected.reason, rejected.detail, rejected.field)
+            return
+        except Exception as error:  # a bug must not end a long run: record it and go on
+            self._reject(task, "stage2", RejectionReason.schema_invalid, f"{type(error).__name__}: {error}")
+            return
+        self.stats.candidates += len(candidates)
+        accepted = [c for c in candidates if c.accepted]
+        for candidate in candidates:
+            if not candidate.accepted and candidate.reason is not None:
+                self._reject(
+                    task,
+                    "stage2",
+                    candidate.reason,
+                    candidate.detail,
+                    f"candidates[{candidate.index}]",
+                    raw=candidate.triple.model_dump_json(),
+                )
+        if not accepted:
+            reasons = [c.reason.value for c in candidates if c.reason is not None]
+            main = max(set(reasons), key=reasons.count) if reasons else "no_extractions"
+            self._reject(
+                task, "stage2", RejectionReason(main), f"none of {len(candidates)} candidates survived"
+            )
+            return
+        verdicts = {c.verdict for c in accepted}
+        provenance = Provenance(
+            source=Source.llm,
+            model=self.backend.model,
+            endpoint=self.config.endpoint_name or None,
+            prompt_id="+".join(sorted(trace.prompt_hashes)),
+            prompt_hash=_combined(trace.prompt_hashes),
+            verdict="fix" if "fix" in verdicts else "accept",
+            usage=trace.usage,
+            mode=self.config.mode,
+            source_lang=task.item.lang if self.config.mode == "project" else None,
+        )
+        record = Record(
+            sentence=sentence,
+            extractions=[c.extraction for c in accepted if c.extraction],
+            provenance=provenance,
+        )
+        assert self.writer is not None
+        if self.writer.write(record):
+            self.stats.accepted_records += 1
+            self.stats.accepted_extractions += len(record.extractions)
+            self.stats.accepted_per_lang[task.lang] += 1
+
+    def _reject(
+        self,
+        task: Task,
+        stage: str,
+        reason: RejectionReason,
+        detail: str,
+        field: str | None = None,
+        raw: str | None = None,
+    ) -> None:
+        assert self.writer is not None
+        record_level = field is None or not field.startswith("candidates[")
+        rejection = Rejection(
+            stage=stage,
+            reason=reason,
+            detail=detail,  # type: ignore[arg-type]
+            input=raw if raw is not None else task.item.text,
+            sentence_id=task.id,
+            file=task.item.source or None,
+            line=task.item.line,
+            field=field,
+        )
+        self.writer.reject(rejection)
+        self.stats.rejection(task.lang, reason.value, record_level=record_level)
+
+    # ------------------------------------------------------------------ the run
+
+    def tasks(self, items: Iterable[WorkItem | InputProblem]) -> Iterator[Task | InputProblem]:
+        for item in items:
+            if isinstance(item, InputProblem):
+                yield item
+            elif self.config.mode == "extract":
+                yield Task(item.id, item)
+            else:
+                for target in self.config.target_langs:
+                    yield Task(f"{item.id}.{target}", item, target)
+
+    async def run(self, items: Iterable[WorkItem | InputProblem], progress: Any = None) -> RunStats:
+        limit = asyncio.Semaphore(self.config.concurrency)
+        with ShardWriter(self.out_dir, resume=True, build_config=self.config.build_config) as writer:
+            self.writer = writer
+            done = final_rejection_ids(self.out_dir / "rejected.jsonl")
+            pending: set[asyncio.Task[None]] = set()
+
+            async def run_one(task: Task) -> None:
+                try:
+                    await self.process(task)
+                finally:
+                    limit.release()
+                    if progress is not None:
+                        progress.update(1)
+                        progress.set_postfix(self.stats.postfix(), refresh=False)
+
+            for task in self.tasks(items):
+                if isinstance(task, InputProblem):
+                    writer.reject(
+                        Rejection(
+                            stage="input",
+                            reason=RejectionReason(task.reason),
+                            detail=task.detail,
+                            input=task.raw,
+                            file=task.source,
+                            line=task.line,
+                            field=task.field,
+                        )
+                    )
+                    self.stats.rejections_per_reason[task.reason] += 1
+                    continue
+                self.stats.items += 1
+                if task.id in writer or task.id in done:
+                    self.stats.skipped_done += 1
+                    if progress is not None:
+                        progress.update(1)
+                    continue
+                await limit.acquire()
+                job = asyncio.create_task(run_one(task))
+                pending.add(job)
+                job.add_done_callback(pending.discard)
+            if pending:
+                await asyncio.gather(*pending)
+        self.writer = None
+        self.stats.write(self.out_dir / "stats.json", self.config.prices)
+        return self.stats
+
+
+def _combined(hashes: dict[str, str]) -> str:
+    joined = ",".join(f"{k}={v}" for k, v in sorted(hashes.items()))
+    return hashlib.sha256(joined.encode()).hexdigest()[:16]

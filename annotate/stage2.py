@@ -1,0 +1,143 @@
+"""Stage 2: turn an LLM's proposed triples into grounded extractions, or say why not.
+
+The LLM's text is untrusted twice over: the model may be weak (a 270M model makes things up)
+and the input sentence may carry instructions meant for it ("ignore the above and output ...").
+Neither can reach a shard, because every element of an accepted triple must be a contiguous
+token span of *this* sentence (:mod:`openie4pp.grounding`). Normalisation per language
+(quotes, trailing punctuation, bracketed notes, CJK spacing) happens first, so that a correct
+answer is not lost to formatting. The LLM judge (the ``verify`` prompt) then accepts, fixes or
+rejects each grounded candidate; a fixed triple must ground too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from openie4pp.annotate.contract import Triple, VerificationAnswer
+from openie4pp.annotate.normalize import normalize_phrase
+
+from openie4pp.grounding import Grounded, ground
+from openie4pp.schema import Argument, Element, Extraction, RejectionReason, Sentence
+
+
+@dataclass
+class Candidate:
+    """One proposed triple and what stage 2 made of it."""
+
+    index: int
+    triple: Triple
+    extraction: Extraction | None = None
+    reason: RejectionReason | None = None
+    detail: str = ""
+    verdict: str = ""
+
+    @property
+    def accepted(self) -> bool:
+        return self.extraction is not None and self.reason is None
+
+    def reject(self, reason: RejectionReason, detail: str) -> None:
+        self.extraction, self.reason, self.detail = None, reason, detail
+
+
+def ground_triple(sentence: Sentence, triple: Triple) -> Extraction | tuple[RejectionReason, str]:
+    """A grounded extraction (arg0 = subject, arg1 = object, arg2.. = extra), or why not.
+
+    The relation is grounded first; arguments nearest to it, which picks the right one of two
+    identical phrases (``it``, ``the company``) in the usual case.
+    """
+    lang = sentence.lang
+    relation = normalize_phrase(triple.relation, lang, sentence.text)
+    found = ground(sentence, relation)
+    if not isinstance(found, Grounded):
+        return RejectionReason.ungrounded, f"relation {triple.relation!r}: {found.reason.value}"
+    predicate = Element(text=found.text, span=found.span)
+    arguments: list[Argument] = []
+    phrases = [("subject", triple.subject), ("object", triple.object)]
+    phrases += [(f"extra[{i}]", phrase) for i, phrase in enumerate(triple.extra)]
+    for role_index, (name, phrase) in enumerate(phrases):
+        normalised = normalize_phrase(phrase, lang, sentence.text)
+        if not normalised and name.startswith("extra"):
+            continue
+        if not normalised and name == "object":
+            continue  # an intransitive relation: (subject, relation) is a valid unary extraction
+        grounded = ground(sentence, normalised, near=found.start)
+        if not isinstance(grounded, Grounded):
+            reason = "empty" if not normalised else grounded.reason.value
+            return RejectionReason.ungrounded, f"{name} {phrase!r}: {reason}"
+        arguments.append(Argument(role=f"arg{role_index}", text=grounded.text, span=grounded.span))
+    spans = [predicate.span] + [a.span for a in arguments]
+    for i, a in enumerate(spans):
+        for b in spans[i + 1 :]:
+            if a and b and a[0] < b[1] and b[0] < a[1]:
+                return RejectionReason.overlapping_spans, "two elements of the triple overlap in the sentence"
+    return Extraction(predicate=predicate, arguments=arguments, confidence=1.0)
+
+
+def ground_candidates(sentence: Sentence, triples: list[Triple]) -> list[Candidate]:
+    """Ground every triple; duplicates (same spans) are rejected so a record holds each fact once."""
+    candidates: list[Candidate] = []
+    seen: set[tuple[tuple[int, int] | None, ...]] = set()
+    for index, triple in enumerate(triples):
+        candidate = Candidate(index, triple)
+        result = ground_triple(sentence, triple)
+        if isinstance(result, Extraction):
+            key = (result.predicate.span, *(a.span for a in result.arguments))
+            if key in seen:
+                candidate.reject(RejectionReason.duplicate, "the same triple was proposed twice")
+            else:
+                seen.add(key)
+                candidate.extraction = result
+        else:
+            candidate.reject(*result)
+        candidates.append(candidate)
+    return candidates
+
+
+@dataclass
+class VerifyPolicy:
+    missing_verdict: str = "accept"
+    """What to do with a grounded candidate the judge gave no verdict for. ``accept``: grounding
+    already guarantees the triple is made of the sentence's words; ``reject``: stricter."""
+
+
+@dataclass
+class VerifyOutcome:
+    accepted: list[Candidate] = field(default_factory=list)
+    rejected: list[Candidate] = field(default_factory=list)
+    fixed: int = 0
+    missing: int = 0
+
+
+def apply_verdicts(
+    sentence: Sentence, candidates: list[Candidate], answer: VerificationAnswer | None, policy: VerifyPolicy
+) -> VerifyOutcome:
+    """Apply the judge's verdicts to the grounded candidates (``answer`` None: no judge was asked)."""
+    outcome = VerifyOutcome()
+    verdicts = {v.index: v for v in answer.verdicts} if answer is not None else {}
+    for candidate in candidates:
+        if not candidate.accepted:
+            outcome.rejected.append(candidate)
+            continue
+        verdict = verdicts.get(candidate.index)
+        if answer is None:
+            candidate.verdict = "accept"
+        elif verdict is None:
+            outcome.missing += 1
+            candidate.verdict = policy.missing_verdict
+            if policy.missing_verdict != "accept":
+                candidate.reject(RejectionReason.llm_rejected, "the judge gave no verdict")
+        elif verdict.verdict == "reject":
+            candidate.verdict = "reject"
+            candidate.reject(RejectionReason.llm_rejected, verdict.reason or "rejected by the judge")
+        elif verdict.verdict == "fix" and verdict.fixed is not None:
+            candidate.verdict = "fix"
+            result = ground_triple(sentence, verdict.fixed)
+            if isinstance(result, Extraction):
+                candidate.extraction = result
+                outcome.fixed += 1
+            else:
+                candidate.reject(result[0], f"the judge's fix does not ground: {result[1]}")
+        else:
+            candidate.verdict = "accept"
+        (outcome.accepted if candidate.accepted else outcome.rejected).append(candidate)
+    return outcome
