@@ -1,0 +1,147 @@
+"""Content-addressed response cache in SQLite, so a rerun or a resume costs no request.
+
+Why SQLite (stdlib) in WAL mode with one commit per answer: a kill -9 in the middle of a long
+annotation run must lose at most the answers that were still in flight, and several readers (a
+second process inspecting progress) must not block the writer. Why coalescing: the pipeline may
+ask the same question twice at once (duplicate sentences in a shard); one request is enough.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import sqlite3
+import threading
+import time
+from pathlib import Path
+
+from ..llm import Backend, ChatRequest, ChatResponse
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS responses (
+    key TEXT PRIMARY KEY,
+    model TEXT NOT NULL,
+    content TEXT NOT NULL,
+    endpoint TEXT NOT NULL,
+    prompt_tokens INTEGER NOT NULL,
+    completion_tokens INTEGER NOT NULL,
+    latency_s REAL NOT NULL,
+    structured TEXT NOT NULL,
+    purpose TEXT NOT NULL,
+    created REAL NOT NULL
+)
+"""
+
+
+class _OwnerCancelled(Exception):
+    """The task that was asking for a coalesced request was cancelled; its waiters must ask anew."""
+
+
+class CachedBackend:
+    """Wraps a backend; answers from the cache when it can (``cached=True``), asks ``inner`` otherwise.
+
+    Only successful answers are stored; whether an answer is *valid* is the pipeline's call, so it
+    can :meth:`forget` one that failed validation before re-asking. Coalesced waiters (identical
+    request already in flight) count as hits: they cost no request.
+    """
+
+    def __init__(self, inner: Backend, path: str | Path) -> None:
+        self.inner = inner
+        self.model = inner.model
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.hits = 0
+        self.misses = 0
+        self._lock = threading.Lock()  # one connection, used from worker threads one at a time
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
+        self._db.execute("PRAGMA busy_timeout=10000")
+        self._db.execute(_SCHEMA)
+        self._in_flight: dict[str, asyncio.Future[ChatResponse]] = {}
+
+    def __repr__(self) -> str:
+        return f"CachedBackend({self.inner!r}, path={str(self.path)!r})"
+
+    def __len__(self) -> int:
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM responses").fetchone()[0])
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        key = request.cache_key(self.model)
+        while True:
+            shared = await self._join(key)
+            if shared is not None:
+                return shared
+            stored = await asyncio.to_thread(self._get, key)
+            if stored is not None:
+                self.hits += 1
+                return stored
+            if key not in self._in_flight:  # nobody started it while we looked: we ask
+                break
+        self.misses += 1
+        future: asyncio.Future[ChatResponse] = asyncio.get_running_loop().create_future()
+        self._in_flight[key] = future
+        try:
+            response = await self.inner.complete(request)
+            await asyncio.to_thread(self._put, key, request, response)
+        except asyncio.CancelledError:
+            future.set_exception(_OwnerCancelled())  # waiters ask again themselves
+            future.exception()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # mark retrieved: no "never retrieved" warning without waiters
+            raise
+        else:
+            future.set_result(response)
+        finally:
+            self._in_flight.pop(key, None)
+        return response
+
+    async def _join(self, key: str) -> ChatResponse | None:
+        """Wait for an identical request already in flight; None if there is none (or it was cancelled)."""
+        pending = self._in_flight.get(key)
+        if pending is None:
+            return None
+        try:
+            response = await asyncio.shield(pending)
+        except _OwnerCancelled:
+            return None
+        self.hits += 1
+        return dataclasses.replace(response, cached=True, latency_s=0.0, retries=0)
+
+    async def forget(self, request: ChatRequest) -> bool:
+        """Drop the stored answer to ``request`` (it failed validation); True if there was one."""
+        return await asyncio.to_thread(self._delete, request.cache_key(self.model))
+
+    async def aclose(self) -> None:
+        await self.inner.aclose()
+        self.close()
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def _get(self, key: str) -> ChatResponse | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT model, content, endpoint, prompt_tokens, completion_tokens, structured "
+                "FROM responses WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            return None
+        model, content, endpoint, prompt_tokens, completion_tokens, structured = row
+        return ChatResponse(content=content, model=model, endpoint=endpoint, prompt_tokens=prompt_tokens,
+                            completion_tokens=completion_tokens, cached=True, structured=structured)
+
+    def _put(self, key: str, request: ChatRequest, response: ChatResponse) -> None:
+        with self._lock:  # autocommit (isolation_level=None): each answer is durable on return
+            self._db.execute(
+                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (key, response.model, response.content, response.endpoint, response.prompt_tokens,
+                 response.completion_tokens, response.latency_s, response.structured, request.purpose,
+                 time.time()))
+
+    def _delete(self, key: str) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM responses WHERE key = ?", (key,)).rowcount > 0

@@ -1,0 +1,353 @@
+"""OpenAI-compatible HTTP backend: OpenAI itself, vLLM's server, llama.cpp's server, and friends.
+
+One ``AsyncOpenAI`` client per endpoint, with the SDK's own retries switched off so that there is
+exactly one retry policy (ours, via tenacity) that knows about several endpoints: a request that
+fails on one endpoint is retried on another, an endpoint that keeps failing is benched for a while,
+and a server's ``Retry-After`` wins over our backoff. Structured output is negotiated per endpoint
+(json_schema -> json_object+schema -> schema in the prompt) because servers differ in what they
+accept, and a 400 for an unsupported ``response_format`` must not fail the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import ipaddress
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import openai
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
+from tenacity.wait import wait_random_exponential
+
+from ..llm import ChatRequest, ChatResponse, RequestFailed, StructuredMode
+from . import append_schema_instruction
+
+log = logging.getLogger(__name__)
+
+StructuredSetting = Literal["auto", "json_schema", "json_object", "none"]
+_MODE_ORDER: tuple[StructuredMode, ...] = ("json_schema", "json_object", "none")
+_FORMAT_WORDS = ("response_format", "json_schema", "json_object", "schema", "grammar", "structured")
+_RETRY_STATUSES = frozenset({408, 409, 429})
+PLACEHOLDER_KEY = "not-needed"
+
+
+class _Retryable(Exception):
+    """An attempt failed in a way that another attempt may fix (429, 5xx, timeout, connection)."""
+
+    def __init__(self, detail: str, *, status: int | None, endpoint: _Endpoint,
+                 retry_after: float | None = None, endpoint_fault: bool = False) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.status = status
+        self.endpoint = endpoint
+        self.retry_after = retry_after
+        self.endpoint_fault = endpoint_fault
+
+
+class _Fatal(Exception):
+    """An attempt failed in a way that repeating cannot fix (400, 401, 403, 404, 422...)."""
+
+    def __init__(self, detail: str, *, status: int | None) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.status = status
+
+
+@dataclass(eq=False)
+class _Endpoint:
+    name: str
+    client: openai.AsyncOpenAI
+    mode: StructuredMode
+    in_flight: int = 0
+    failures: int = 0
+    benched_until: float = 0.0
+    served: int = 0
+    max_tokens_field: str = "max_tokens"
+
+
+def endpoint_name(url: str) -> str:
+    """``host:port`` of an endpoint URL: safe to log (no user:password, no path, no query)."""
+    parts = urlsplit(url)
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    return f"{parts.hostname}:{port}"
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_retry_after(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
+    if headers is None:
+        return None
+    millis = headers.get("retry-after-ms")
+    if millis:
+        try:
+            return max(0.0, float(millis) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _schema_name(name: str) -> str:
+    """OpenAI wants ``^[a-zA-Z0-9_-]{1,64}$`` for json_schema names."""
+    return (re.sub(r"[^A-Za-z0-9_-]", "_", name) or "answer")[:64]
+
+
+def _error_text(exc: openai.APIStatusError) -> str:
+    body = exc.body if isinstance(exc.body, (dict, list, str)) else None
+    return f"{exc.message} {json.dumps(body) if body is not None else ''}".strip()
+
+
+class OpenAICompatBackend:
+    """:class:`~openie4pp.annotate.llm.Backend` over one or more OpenAI-compatible endpoints.
+
+    ``backoff_base_s``/``backoff_max_s`` shape the exponential backoff with full jitter (tests make
+    them tiny); ``bench_after`` consecutive endpoint failures bench an endpoint for ``bench_s``.
+    ``latency_s`` in the answer is the wall time of :meth:`complete`, retries included: what the
+    pipeline waited.
+    """
+
+    def __init__(self, endpoints: list[str], model: str, *, api_key_env: str = "OPENAI_API_KEY",
+                 timeout_s: float = 60, max_attempts: int = 6, structured: StructuredSetting = "auto",
+                 bench_s: float = 30, max_retry_wait_s: float = 60, backoff_base_s: float = 0.5,
+                 backoff_max_s: float = 20, bench_after: int = 3) -> None:
+        if not endpoints:
+            raise ValueError("OpenAICompatBackend needs at least one endpoint URL")
+        if structured not in ("auto", *_MODE_ORDER):
+            raise ValueError(f"structured must be auto, json_schema, json_object or none, not {structured!r}")
+        self.model = model
+        self.structured = structured
+        self.max_attempts = max(1, max_attempts)
+        self.bench_s = bench_s
+        self.bench_after = max(1, bench_after)
+        self.max_retry_wait_s = max_retry_wait_s
+        self._backoff = wait_random_exponential(multiplier=backoff_base_s, max=backoff_max_s)
+        key = os.environ.get(api_key_env) or None
+        remote = [endpoint_name(url) for url in endpoints if not is_loopback(url)]
+        if key is None and remote:
+            raise ValueError(
+                f"no API key for {', '.join(remote)}: set the environment variable {api_key_env}")
+        self._redact = _redactor(key)
+        start_mode: StructuredMode = "json_schema" if structured == "auto" else structured
+        self._endpoints = [
+            _Endpoint(name=endpoint_name(url), mode=start_mode, client=openai.AsyncOpenAI(
+                base_url=url, api_key=key or PLACEHOLDER_KEY, timeout=timeout_s, max_retries=0))
+            for url in endpoints
+        ]
+        self._rr = 0
+
+    def __repr__(self) -> str:
+        names = ", ".join(ep.name for ep in self._endpoints)
+        return (f"OpenAICompatBackend(model={self.model!r}, endpoints=[{names}], "
+                f"structured={self.structured!r})")
+
+    def endpoint_stats(self) -> list[dict[str, Any]]:
+        """Per endpoint: requests served, in flight, structured mode, and whether it is benched now."""
+        now = time.monotonic()
+        return [{"endpoint": ep.name, "served": ep.served, "in_flight": ep.in_flight, "mode": ep.mode,
+                 "benched": ep.benched_until > now, "failures": ep.failures} for ep in self._endpoints]
+
+    async def aclose(self) -> None:
+        for ep in self._endpoints:
+            await ep.client.close()
+
+    async def complete(self, request: ChatRequest) -> ChatResponse:
+        start = time.monotonic()
+        attempts = 0
+        avoid: _Endpoint | None = None
+        retrying = AsyncRetrying(stop=stop_after_attempt(self.max_attempts), wait=self._wait,
+                                 retry=retry_if_exception_type(_Retryable), before_sleep=self._log_retry,
+                                 reraise=True)
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    attempts += 1
+                    try:
+                        response = await self._attempt(request, avoid)
+                    except _Retryable as exc:
+                        avoid = exc.endpoint
+                        raise
+        except _Retryable as exc:
+            raise RequestFailed(f"{exc.detail} (gave up after {attempts} attempts)", status=exc.status,
+                                retries=attempts - 1) from None
+        except _Fatal as exc:
+            raise RequestFailed(exc.detail, status=exc.status, retries=attempts - 1) from None
+        response.latency_s = time.monotonic() - start
+        response.retries = attempts - 1
+        return response
+
+    # -- retry policy -------------------------------------------------------------------------
+
+    def _wait(self, state: RetryCallState) -> float:
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, _Retryable):
+            if exc.retry_after is not None:
+                return min(exc.retry_after, self.max_retry_wait_s)
+            if exc.endpoint_fault and self._healthy(exclude=exc.endpoint):
+                return 0.0  # fail over to another endpoint at once; the broken one is not the bottleneck
+        return float(self._backoff(state))
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        log.warning("attempt %d failed: %s; retrying in %.2fs", state.attempt_number,
+                    getattr(exc, "detail", type(exc).__name__), wait)
+
+    # -- endpoint choice ----------------------------------------------------------------------
+
+    def _healthy(self, exclude: _Endpoint | None = None) -> list[_Endpoint]:
+        now = time.monotonic()
+        return [ep for ep in self._endpoints if ep.benched_until <= now and ep is not exclude]
+
+    async def _acquire(self, avoid: _Endpoint | None) -> _Endpoint:
+        """Least in flight among unbenched endpoints (ties round-robin), preferring not ``avoid``."""
+        while True:
+            candidates = self._healthy(exclude=avoid) or self._healthy()
+            if candidates:
+                least = min(ep.in_flight for ep in candidates)
+                tied = [ep for ep in candidates if ep.in_flight == least]
+                self._rr += 1
+                chosen = tied[self._rr % len(tied)]
+                chosen.in_flight += 1  # no await since the choice: atomic under asyncio
+                return chosen
+            wake = min(ep.benched_until for ep in self._endpoints)
+            await asyncio.sleep(max(0.0, wake - time.monotonic()))
+
+    def _note_failure(self, ep: _Endpoint) -> None:
+        ep.failures += 1
+        if ep.failures >= self.bench_after:
+            ep.benched_until = time.monotonic() + self.bench_s
+            log.warning("endpoint %s benched for %.1fs after %d consecutive failures", ep.name,
+                        self.bench_s, ep.failures)
+
+    # -- one attempt --------------------------------------------------------------------------
+
+    async def _attempt(self, request: ChatRequest, avoid: _Endpoint | None) -> ChatResponse:
+        ep = await self._acquire(avoid)
+        try:
+            return await self._call(ep, request)
+        finally:
+            ep.in_flight -= 1
+
+    async def _call(self, ep: _Endpoint, request: ChatRequest) -> ChatResponse:
+        mode: StructuredMode = ep.mode if request.schema is not None else "none"
+        while True:
+            try:
+                completion = await ep.client.chat.completions.create(**self._build(ep, request, mode))
+            except openai.APIStatusError as exc:
+                lower = self._negotiate(ep, request, mode, exc)
+                if lower is not None:
+                    mode = lower
+                    continue
+                raise self._classify(ep, exc) from None
+            except openai.APITimeoutError:
+                self._note_failure(ep)
+                raise _Retryable(f"{ep.name}: timed out", status=None, endpoint=ep,
+                                 endpoint_fault=True) from None
+            except openai.APIConnectionError as exc:
+                self._note_failure(ep)
+                raise _Retryable(f"{ep.name}: connection error ({self._redact(str(exc.__cause__ or exc))})",
+                                 status=None, endpoint=ep, endpoint_fault=True) from None
+            except openai.APIError as exc:  # e.g. a malformed body: the server is not itself
+                raise _Retryable(f"{ep.name}: bad response ({self._redact(exc.message)})", status=None,
+                                 endpoint=ep) from None
+            break
+        ep.failures = 0
+        ep.served += 1
+        if not completion.choices:
+            raise _Retryable(f"{ep.name}: answer without choices", status=None, endpoint=ep)
+        usage = completion.usage
+        return ChatResponse(
+            content=completion.choices[0].message.content or "", model=self.model, endpoint=ep.name,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0, structured=mode)
+
+    def _negotiate(self, ep: _Endpoint, request: ChatRequest, mode: StructuredMode,
+                   exc: openai.APIStatusError) -> StructuredMode | None:
+        """The next structured mode to try after a 400/422 that rejects the current one, or None.
+
+        Remembered per endpoint (never upgraded again), so the next request goes straight to the
+        mode that works. Negotiation steps are not retries: they do not use up attempts. Also
+        switches ``max_tokens`` to ``max_completion_tokens`` where a server asks for that.
+        """
+        text = _error_text(exc).lower()
+        # llama-cpp-python's server answers an unsupported response_format with a 500 that quotes
+        # its own validation error; any other 500 is a server fault and goes to the retry policy.
+        if exc.status_code not in (400, 422) and not (exc.status_code == 500 and "response_format" in text):
+            return None
+        if "max_completion_tokens" in text and ep.max_tokens_field == "max_tokens":
+            ep.max_tokens_field = "max_completion_tokens"
+            return mode
+        if self.structured != "auto" or request.schema is None or mode == "none":
+            return None
+        if not any(word in text for word in _FORMAT_WORDS):
+            return None
+        lower = _MODE_ORDER[_MODE_ORDER.index(mode) + 1]
+        if _MODE_ORDER.index(lower) > _MODE_ORDER.index(ep.mode):
+            log.info("endpoint %s rejected response_format %s (HTTP %d); using %s from now on",
+                     ep.name, mode, exc.status_code, lower)
+            ep.mode = lower
+        return lower
+
+    def _classify(self, ep: _Endpoint, exc: openai.APIStatusError) -> Exception:
+        status = exc.status_code
+        detail = f"{ep.name}: HTTP {status}: {self._redact(_error_text(exc))[:500]}"
+        if status >= 500:
+            self._note_failure(ep)
+            return _Retryable(detail, status=status, endpoint=ep, endpoint_fault=True,
+                              retry_after=parse_retry_after(exc.response.headers))
+        if status in _RETRY_STATUSES:
+            return _Retryable(detail, status=status, endpoint=ep,
+                              retry_after=parse_retry_after(exc.response.headers))
+        return _Fatal(detail, status=status)
+
+    def _build(self, ep: _Endpoint, request: ChatRequest, mode: StructuredMode) -> dict[str, Any]:
+        messages = [m.as_dict() for m in request.messages]
+        kwargs: dict[str, Any] = {"model": self.model, "temperature": request.temperature,
+                                  ep.max_tokens_field: request.max_tokens}
+        if request.seed is not None:
+            kwargs["seed"] = request.seed
+        schema = request.schema
+        if schema is not None and mode == "json_schema":
+            kwargs["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": _schema_name(request.schema_name), "schema": schema, "strict": False}}
+        elif schema is not None and mode == "json_object":
+            # Not in the SDK's typed params: sent as raw body so the schema is never stripped.
+            kwargs["extra_body"] = {"response_format": {"type": "json_object", "schema": schema}}
+        elif schema is not None:
+            messages = append_schema_instruction(messages, request.schema_name, schema)
+        kwargs["messages"] = messages
+        return kwargs
+
+
+def _redactor(secret: str | None) -> Callable[[str], str]:
+    """A scrubber for error texts: a server may echo the key back (OpenAI's 401 does, partly)."""
+    def redact(text: str) -> str:
+        return text.replace(secret, "[REDACTED]") if secret else text
+    return redact
