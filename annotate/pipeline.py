@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -116,6 +117,8 @@ def final_rejection_ids(path: Path) -> set[str]:
 
 class Pipeline:
     def __init__(self, backend: Backend, out_dir: Path, config: PipelineConfig) -> None:
+        if config.concurrency < 1:  # a semaphore of 0 would wait forever
+            raise ValueError(f"concurrency must be at least 1, not {config.concurrency}")
         self.backend, self.out_dir, self.config = backend, out_dir, config
         self.stats = RunStats()
         self.writer: ShardWriter | None = None
@@ -256,8 +259,10 @@ class Pipeline:
                     raw=candidate.triple.model_dump_json(),
                 )
         if not accepted:
-            reasons = [c.reason.value for c in candidates if c.reason is not None]
-            main = max(set(reasons), key=reasons.count) if reasons else "no_extractions"
+            reasons = Counter(c.reason.value for c in candidates if c.reason is not None)
+            # the most common reason; a tie goes to the first candidate's (not to set order, which
+            # changes with the hash seed: a resumed run must write the same line)
+            main = reasons.most_common(1)[0][0] if reasons else "no_extractions"
             self._reject(
                 task, "stage2", RejectionReason(main), f"none of {len(candidates)} candidates survived"
             )
@@ -297,9 +302,9 @@ class Pipeline:
         assert self.writer is not None
         record_level = field is None or not field.startswith("candidates[")
         rejection = Rejection(
-            stage=stage,
+            stage=stage,  # type: ignore[arg-type]
             reason=reason,
-            detail=detail,  # type: ignore[arg-type]
+            detail=detail,
             input=raw if raw is not None else task.item.text,
             sentence_id=task.id,
             file=task.item.source or None,
@@ -312,12 +317,25 @@ class Pipeline:
     # ------------------------------------------------------------------ the run
 
     def tasks(self, items: Iterable[WorkItem | InputProblem]) -> Iterator[Task | InputProblem]:
+        """The tasks of ``items``; a repeated sentence id becomes an input problem (``duplicate``):
+        annotating it twice would cost twice and store it once, and leave its line unaccounted for."""
+        seen: set[str] = set()
         for item in items:
             if isinstance(item, InputProblem):
                 yield item
+            elif item.id in seen:
+                yield InputProblem(
+                    item.source,
+                    item.line,
+                    f"sentence id {item.id!r} occurs earlier in the input; it is annotated once",
+                    item.text,
+                    reason="duplicate",
+                )
             elif self.config.mode == "extract":
+                seen.add(item.id)
                 yield Task(item.id, item)
             else:
+                seen.add(item.id)
                 for target in self.config.target_langs:
                     yield Task(f"{item.id}.{target}", item, target)
 
@@ -350,7 +368,7 @@ class Pipeline:
                             field=task.field,
                         )
                     )
-                    self.stats.rejections_per_reason[task.reason] += 1
+                    self.stats.input_rejection(task.reason)
                     continue
                 self.stats.items += 1
                 if task.id in writer or task.id in done:

@@ -106,7 +106,11 @@ def open_backend(args: argparse.Namespace) -> Iterator[tuple[Backend, str]]:
             if not model:
                 raise ValueError("--model is required with --endpoint URL")
             inner = OpenAICompatBackend(
-                endpoints, model, api_key_env=args.api_key_env, timeout_s=args.timeout
+                endpoints,
+                model,
+                api_key_env=args.api_key_env,
+                timeout_s=args.timeout,
+                max_in_flight=max(1, args.concurrency),  # an item has one request in flight at a time
             )
             name = ",".join(_display(url) for url in endpoints)
         if args.max_rpm or args.max_tpm:

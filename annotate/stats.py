@@ -43,6 +43,8 @@ class RunStats:
     accepted_records: int = 0
     accepted_extractions: int = 0
     rejected_records: int = 0
+    input_rejections: int = 0
+    """Input lines that were not annotated (malformed, no language, a repeated id...)."""
     candidates: int = 0
     rejected_candidates: int = 0
     fixed_candidates: int = 0
@@ -80,6 +82,10 @@ class RunStats:
             self.rejected_per_lang[lang] += 1
         else:
             self.rejected_candidates += 1
+
+    def input_rejection(self, reason: str) -> None:
+        self.input_rejections += 1
+        self.rejections_per_reason[reason] += 1
 
     def latency(self, q: float) -> float | None:
         if not self._latencies:
@@ -121,6 +127,7 @@ class RunStats:
             "items": self.items,
             "skipped_already_done": self.skipped_done,
             "records": {"accepted": self.accepted_records, "rejected": self.rejected_records},
+            "input_rejections": self.input_rejections,
             "extractions": self.accepted_extractions,
             "candidates": {
                 "proposed": self.candidates,

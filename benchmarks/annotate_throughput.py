@@ -1,0 +1,180 @@
+"""Annotation throughput against a slow OpenAI-compatible server: does the client keep it busy?
+
+Starts ``tests/fake_openai_server.py`` in a subprocess with ``--latency-ms`` (every answer takes
+that long, like a remote LLM) and the domain responder ``tests/annotate_responder.py``, then runs
+the real pipeline (``CachedBackend(OpenAICompatBackend)``, stage 1 + grounding + the judge) with
+``--concurrency`` items in flight. Each item makes two requests one after the other (extract,
+verify), so at most ``concurrency`` requests are in flight and the ideal rate is
+``concurrency / latency`` (64 / 0.2 s = 320 requests/s). With ``--items`` a multiple of
+``--concurrency`` the ideal wall time is exactly ``items * 2 * latency / concurrency``.
+
+The run starts in lockstep (64 items ask at once, and all their answers come back at once, so
+the client works through bursts); the phases drift apart within seconds, as they would anyway
+with a real server's varying latency. The default 1920 items (12 s ideal) keep that start-up
+small next to the whole; ``steady_ratio`` leaves it out altogether.
+
+Prints one JSON object: achieved and ideal requests/s, their ratio (overall, and in the steady
+middle of the run from the server's own timestamps), the client's CPU seconds per request
+(``time.process_time`` of this process, all threads) and the server's, so that a low ratio can
+be blamed on the right process. ``--profile`` also prints the client's top functions (cProfile)
+to stderr.
+
+    python benchmarks/annotate_throughput.py [--items 1920] [--concurrency 64] [--latency-ms 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import io
+import json
+import os
+import pstats
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from fake_openai_server import FakeServerProcess, spawn  # noqa: E402
+from openie4pp.annotate.backends import CachedBackend, OpenAICompatBackend  # noqa: E402
+from openie4pp.annotate.inputs import read_inputs  # noqa: E402
+from openie4pp.annotate.pipeline import Pipeline, PipelineConfig  # noqa: E402
+
+VERBS = ("repairs", "buys", "writes", "paints", "sells", "carries", "cleans", "builds")
+OBJECTS = ("old bicycles", "red apples", "short poems", "wooden chairs", "green tea", "heavy boxes")
+
+
+def write_input(path: Path, items: int) -> None:
+    with path.open("w", encoding="utf-8") as out:
+        for i in range(items):
+            text = f"Worker{i} {VERBS[i % len(VERBS)]} {OBJECTS[i % len(OBJECTS)]} in town {i % 97}."
+            out.write(json.dumps({"id": f"b{i:06d}", "lang": "en", "text": text}) + "\n")
+
+
+def server_cpu_s(pid: int) -> float | None:
+    """User + system CPU seconds of a process (Linux ``/proc``), None elsewhere."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def steady_rate(log: list[dict[str, Any]], trim: float = 0.1) -> float | None:
+    """Requests/s from the server's request start times, leaving out the first and last ``trim``
+    of the run (ramp-up and the tail, where fewer than ``concurrency`` items are left)."""
+    stamps = sorted(float(e["ts"]) for e in log)
+    if len(stamps) < 20:
+        return None
+    lo, hi = int(len(stamps) * trim), int(len(stamps) * (1 - trim))
+    span = stamps[hi] - stamps[lo]
+    return (hi - lo) / span if span > 0 else None
+
+
+def make_pipeline(server: FakeServerProcess, out: Path, args: argparse.Namespace) -> Pipeline:
+    """The backend stack of ``openie4pp annotate --endpoint URL`` and the pipeline (one-time setup)."""
+    inner = OpenAICompatBackend([server.base_url], "fake-model", timeout_s=30, max_in_flight=args.concurrency)
+    config = PipelineConfig(concurrency=args.concurrency, verify=not args.no_verify)
+    return Pipeline(CachedBackend(inner, out / "cache.sqlite"), out, config)
+
+
+async def run_pipeline(pipeline: Pipeline, source: Path) -> Any:
+    try:
+        return await pipeline.run(read_inputs(str(source)))
+    finally:
+        await pipeline.backend.aclose()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--items", type=int, default=1920)
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument("--latency-ms", type=float, default=200.0)
+    parser.add_argument("--no-verify", action="store_true", help="one request per item instead of two")
+    parser.add_argument("--profile", action="store_true", help="cProfile the client; top functions to stderr")
+    args = parser.parse_args()
+
+    # one-time costs a long run amortises stay out of the measurement: the prompt files, and the
+    # dataset-card code (``datasets``, ~1.5 s to import) that the shard writer needs when it closes
+    from openie4pp.annotate.prompts import load_prompt
+
+    import openie4pp.hf  # noqa: F401
+
+    for prompt_id in ("extract", "verify"):
+        load_prompt(prompt_id)
+
+    per_item = 1 if args.no_verify else 2
+    latency_s = args.latency_ms / 1000
+    with tempfile.TemporaryDirectory() as tmp:
+        source, out = Path(tmp) / "in.jsonl", Path(tmp) / "out"
+        write_input(source, args.items)
+        server = spawn("--responder", "annotate_responder:respond", "--latency-ms", str(args.latency_ms))
+        try:
+            pipeline = make_pipeline(server, out, args)
+            server_cpu_before = server_cpu_s(server.proc.pid)
+            profiler = cProfile.Profile() if args.profile else None
+            cpu_before, wall_before = time.process_time(), time.perf_counter()
+            if profiler is not None:
+                profiler.enable()
+            stats = asyncio.run(run_pipeline(pipeline, source))
+            if profiler is not None:
+                profiler.disable()
+            wall = time.perf_counter() - wall_before
+            cpu = time.process_time() - cpu_before
+            server_cpu_after = server_cpu_s(server.proc.pid)
+            log = server.requests()
+            max_in_flight = server.stats()["max_in_flight"]
+        finally:
+            server.stop()
+
+    requests = len(log)
+    ideal_rate = args.concurrency / latency_s
+    ideal_wall = args.items * per_item * latency_s / args.concurrency
+    steady = steady_rate(log)
+    server_cpu = (
+        server_cpu_after - server_cpu_before
+        if server_cpu_before is not None and server_cpu_after is not None
+        else None
+    )
+    result = {
+        "benchmark": "annotate_throughput",
+        "items": args.items,
+        "requests": requests,
+        "requests_per_item": per_item,
+        "concurrency": args.concurrency,
+        "latency_ms": args.latency_ms,
+        "wall_s": round(wall, 3),
+        "ideal_wall_s": round(ideal_wall, 3),
+        "requests_per_s": round(requests / wall, 1),
+        "ideal_requests_per_s": round(ideal_rate, 1),
+        "ratio": round(requests / wall / ideal_rate, 4),
+        "steady_requests_per_s": round(steady, 1) if steady else None,
+        "steady_ratio": round(steady / ideal_rate, 4) if steady else None,
+        "client_cpu_ms_per_request": round(1000 * cpu / max(1, requests), 3),
+        "client_cpu_utilisation": round(cpu / wall, 3),
+        "server_cpu_ms_per_request": round(1000 * server_cpu / max(1, requests), 3) if server_cpu else None,
+        "server_max_in_flight": max_in_flight,
+        "request_latency_ms": {
+            q: round(1000 * (stats.latency(v) or 0), 1) for q, v in (("p50", 0.5), ("p95", 0.95))
+        },
+        "records": stats.accepted_records,
+        "rejected": stats.rejected_records,
+        "cpu_count": os.cpu_count(),
+    }
+    if profiler is not None:
+        text = io.StringIO()
+        pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
+        pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(30)
+        print(text.getvalue(), file=sys.stderr)
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
