@@ -4,6 +4,7 @@ imported lazily so that ``openie4pp validate`` does not pay for torch or matplot
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -62,6 +63,22 @@ def _merge(args: argparse.Namespace) -> int:
     return merge_main(args)
 
 
+def _train(args: argparse.Namespace) -> int:
+    from openie4pp.train.recipe import load_config, train
+
+    config = load_config(args.config, args.overrides, args.stage)
+    metrics = train(config)
+    if os.environ.get("RANK", "0") == "0":  # once, also under `accelerate launch`
+        print(f"stage {config['stage']}: {metrics['steps']} steps -> {config['output_dir']}")
+    return 0
+
+
+def _extract(args: argparse.Namespace) -> int:
+    from openie4pp.train.extract import extract_main
+
+    return extract_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="openie4pp", description="Cross-lingual Open Information Extraction."
@@ -115,6 +132,24 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("inputs", nargs="+", help="shard folders")
     merge.add_argument("--out", required=True)
     merge.set_defaults(handler=_merge)
+
+    train = sub.add_parser(
+        "train", help="train a Multi2OIE tagger, MT4CrossOIE stage 1, 2 or 3 (one recipe, a stage switch)"
+    )
+    train.add_argument("--config", help="recipe YAML (default: train/configs/recipe.yaml values)")
+    train.add_argument("--stage", type=int, choices=[1, 2, 3], help="overrides the config's stage")
+    train.add_argument(
+        "overrides", nargs="*", metavar="KEY=VALUE", help="e.g. optim.lr=1e-4 data.max_length=64"
+    )
+    train.set_defaults(handler=_train)
+
+    from openie4pp.train.extract import add_arguments as add_extract_arguments
+
+    extract = sub.add_parser(
+        "extract", help="extract tuples with a trained tagger (JSONL records or CaRB tab)"
+    )
+    add_extract_arguments(extract)
+    extract.set_defaults(handler=_extract)
     return parser
 
 

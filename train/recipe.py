@@ -1,0 +1,541 @@
+"""``openie4pp train``: ONE torchtune-style recipe for the three MT4CrossOIE stages, on HF Accelerate.
+
+Read top to bottom: :func:`load_config` (YAML + ``stages.<N>`` + ``key=value`` overrides), the
+``build_*`` functions, checkpoints, then :class:`TrainRecipe` (``setup`` / ``train`` / ``finish``), a
+plain loop. The config format is documented in ``train/configs/recipe.yaml``. Each stage writes a
+``from_pretrained`` folder: config.json, model.safetensors, tokenizer, experts/ (stage 3, PEFT LoRA
+format), training_args.yaml, metrics.json, plus log.jsonl (step, loss parts, lr, time),
+checkpoint/ and, with a dev benchmark, best/ (the folder itself is then the best dev model).
+
+* **Stages.** 1 initialises from ``encoder``; 2 from ``init_from`` (default ``{run_dir}/stage1``);
+  3 from ``{run_dir}/stage2`` plus :meth:`Multi2OIEModel.add_moe`. ``set_stage`` decides what
+  trains, and the optimizer only ever receives parameters with ``requires_grad``.
+* **Tied experts (stage 3, optional).** With ``moe.experts_tied: true`` the experts are tied one per
+  language and a first phase of ``moe.expert_epochs`` routes every sentence to its language's expert
+  (``set_language_routing``): each expert trains on its own language only, done for all languages in
+  the same mixed batches rather than one language after the other. The mixture (learned routers)
+  then trains for ``epochs``. ``moe.router_aux_weight > 0`` adds router supervision by language.
+* **Multi-process** through Accelerate, no code change: ``accelerate launch --num_processes 2 -m
+  openie4pp.cli train ...`` on GPUs; on CPU ``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu
+  --num_processes 2 ...`` (gloo; ``--cpu`` alone starts a single process). ``batch_size`` is per
+  process; dev extraction is split over the processes and gathered. The scheduler is stepped by the
+  loop once per optimizer step (a *prepared* scheduler would step once per process and step).
+  bf16/fp16 autocast (``mixed_precision``) is used on CUDA only.
+* **Exact resume.** A checkpoint holds the model (safetensors), the AdamW and scheduler states
+  (``torch.save``, read back with ``weights_only=True``), every process's RNG states (safetensors +
+  JSON) and the data position (phase, epoch, batches consumed; batch order is a pure function of
+  seed and epoch). ``resume: true`` continues from it; the log is cut back to the checkpoint's step.
+  Nothing is pickled on disk. (With several processes and an epoch that does not split evenly,
+  Accelerate pads the last round from the first batches it sees, which after a mid-epoch resume are
+  other batches than in an uninterrupted run: exactness holds for one process or even splits.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, cast
+
+import numpy as np
+import torch
+import yaml
+
+from .data import BucketBatchSampler, Collator, LoadStats, build_dataset
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+DEFAULTS: dict[str, Any] = yaml.safe_load((CONFIG_DIR / "recipe.yaml").read_text(encoding="utf-8"))
+DEFAULTS.pop("stages", None)
+FREE_FORM = {"model"}  # head settings: any Multi2OIEConfig field, checked by Multi2OIEModel.from_encoder
+
+
+# -- config ------------------------------------------------------------------------------------
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any], where: str = "") -> None:
+    for key, value in update.items():
+        if key not in base and where.rstrip(".") not in FREE_FORM:
+            raise ValueError(f"unknown config key {where}{key!r}")
+        if isinstance(base.get(key), dict) and isinstance(value, dict):
+            _merge(base[key], value, f"{where}{key}.")
+        else:
+            base[key] = value
+
+
+def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
+    """``a.b=value`` pairs -> nested dict; values are YAML (``1e-4`` is read as a number too)."""
+    out: dict[str, Any] = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override {item!r} is not key=value")
+        value = yaml.safe_load(raw) if raw else None
+        if isinstance(value, str):
+            with contextlib.suppress(ValueError):
+                value = float(value)
+        node = out
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return out
+
+
+def load_config(
+    path: str | Path | None, overrides: Sequence[str] = (), stage: int | None = None
+) -> dict[str, Any]:
+    """Defaults <- file <- file's ``stages.<stage>`` <- overrides; derived paths filled in."""
+    cfg = copy.deepcopy(DEFAULTS)
+    file = yaml.safe_load(Path(path).read_text(encoding="utf-8")) if path else {}
+    stages = (file or {}).pop("stages", None) or {}
+    _merge(cfg, file or {})
+    cli = parse_overrides(overrides)
+    stage = int(stage or cli.get("stage") or cfg["stage"])
+    if stage not in (1, 2, 3):
+        raise ValueError(f"stage must be 1, 2 or 3, not {stage}")
+    _merge(cfg, stages.get(stage) or stages.get(str(stage)) or {})
+    _merge(cfg, cli)
+    cfg["stage"] = stage
+    run = Path(cfg["run_dir"])
+    cfg["output_dir"] = str(cfg["output_dir"] or run / f"stage{stage}")
+    if stage > 1 and not cfg["init_from"]:
+        cfg["init_from"] = str(run / f"stage{stage - 1}")
+    cfg["data"]["cache_dir"] = cfg["data"]["cache_dir"] or str(run / "cache")
+    for key in ("lr", "weight_decay", "eps", "warmup_ratio", "max_grad_norm"):
+        cfg["optim"][key] = float(cfg["optim"][key])
+    return cfg
+
+
+# -- builders ----------------------------------------------------------------------------------
+
+
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
+
+
+def build_tokenizer(cfg: dict[str, Any]) -> Any:
+    from transformers import AutoTokenizer
+
+    source = cfg["encoder"] if cfg["stage"] == 1 else cfg["init_from"]
+    return AutoTokenizer.from_pretrained(str(source), local_files_only=_offline())
+
+
+def build_model(cfg: dict[str, Any], languages: list[str]) -> Any:
+    """Stage 1: heads on ``encoder``; 2: the stage-1 model; 3: the stage-2 model + experts. Then set_stage."""
+    from .model import Multi2OIEModel
+
+    stage, moe = cfg["stage"], cfg["moe"]
+    if stage == 1:
+        model = Multi2OIEModel.from_encoder(
+            cfg["encoder"], languages=languages, local_files_only=_offline(), **cfg["model"]
+        )
+    else:
+        model = Multi2OIEModel.from_pretrained(cfg["init_from"])
+        model.config.languages = list(model.config.languages) + [
+            lang for lang in languages if lang not in model.config.languages
+        ]  # new languages get new ids; the old ids keep their meaning
+    if stage == 3 and not model.config.moe:
+        tied = moe["languages"] or (
+            model.config.languages if moe["experts_tied"] or moe["router_aux_weight"] > 0 else None
+        )
+        model.add_moe(
+            n_experts=len(tied) if tied else moe["n_experts"],
+            rank=moe["rank"],
+            alpha=moe["alpha"],
+            top_k=moe["top_k"],
+            languages=tied,
+            router_aux_weight=moe["router_aux_weight"],
+            dropout=moe["dropout"],
+        )
+    model.set_stage(stage)
+    return model
+
+
+def build_data(cfg: dict[str, Any], tokenizer: Any, accelerator: Any) -> tuple[Any, LoadStats]:
+    """The encoded training set (built once by the main process, read from the cache by the others)."""
+    stats = LoadStats()
+    with accelerator.main_process_first():
+        dataset = build_dataset(
+            cfg["data"]["train"],
+            tokenizer,
+            max_length=cfg["data"]["max_length"],
+            cache_dir=cfg["data"]["cache_dir"],
+            num_proc=cfg["data"]["num_proc"],
+            stats=stats,
+        )
+    return dataset, stats
+
+
+def build_loader(cfg: dict[str, Any], dataset: Any, tokenizer: Any, languages: Sequence[str]) -> Any:
+    sampler = BucketBatchSampler(
+        dataset["length"], cfg["batch_size"], seed=cfg["seed"], bucket_size=cfg["data"]["bucket_size"]
+    )
+    collate = Collator(tokenizer.pad_token_id, languages, 8 if torch.cuda.is_available() else None)
+    # Its own generator: starting an epoch's iterator draws a seed, which must not come from the
+    # global RNG that dropout uses (a resumed run starts its iterator after restoring that RNG).
+    generator = torch.Generator().manual_seed(cfg["seed"])
+    return torch.utils.data.DataLoader(
+        dataset, batch_sampler=sampler, collate_fn=collate, generator=generator
+    )
+
+
+def build_optimizer(cfg: dict[str, Any], model: torch.nn.Module) -> torch.optim.AdamW:
+    """AdamW over the trainable parameters only (what ``set_stage`` left with ``requires_grad``)."""
+    o = cfg["optim"]
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(
+        params, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"], weight_decay=o["weight_decay"]
+    )
+
+
+def build_scheduler(cfg: dict[str, Any], optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
+    """Linear warm-up over ``warmup_ratio`` of the steps, then linear decay to 0 (Multi2OIE)."""
+    warmup = int(cfg["optim"]["warmup_ratio"] * total_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def phases(cfg: dict[str, Any]) -> list[tuple[str, int]]:
+    """``(name, epochs)``: one phase, or for tied experts the per-language phase then the mixture."""
+    if cfg["stage"] == 3 and cfg["moe"]["experts_tied"]:
+        return [("experts", int(cfg["moe"]["expert_epochs"])), ("mixture", int(cfg["epochs"]))]
+    return [("train", int(cfg["epochs"]))]
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+
+
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        tensors.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+    version, state, gauss = random.getstate()
+    name, keys, pos, has_gauss, cached = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
+    plain = {"python": [version, list(state), gauss], "numpy": [name, keys.tolist(), pos, has_gauss, cached]}
+    return tensors, plain
+
+
+def _set_rng_state(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> None:
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[f"cuda{i}"] for i in range(torch.cuda.device_count()) if f"cuda{i}" in tensors]
+    if cuda:
+        torch.cuda.set_rng_state_all(cuda)
+    version, state, gauss = plain["python"]
+    random.setstate((version, tuple(state), gauss))
+    name, keys, pos, has_gauss, cached = plain["numpy"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+
+
+def save_checkpoint(
+    acc: Any, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any], path: Path
+) -> None:
+    """Write to ``path.tmp`` then rename: a crash while saving leaves the previous checkpoint intact."""
+    from safetensors.torch import save_file, save_model
+
+    tmp = path.with_name(path.name + ".tmp")
+    if acc.is_main_process:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    acc.wait_for_everyone()
+    tensors, plain = _rng_state()
+    save_file(tensors, str(tmp / f"rng_{acc.process_index}.safetensors"))
+    (tmp / f"rng_{acc.process_index}.json").write_text(json.dumps(plain))
+    if acc.is_main_process:
+        save_model(acc.unwrap_model(model), str(tmp / "model.safetensors"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
+    acc.wait_for_everyone()
+    if acc.is_main_process:
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)
+    acc.wait_for_everyone()
+
+
+def load_checkpoint(acc: Any, model: Any, path: Path) -> dict[str, Any]:
+    """Model weights and RNG states now; optimizer/scheduler states are returned for their phase."""
+    from safetensors.torch import load_file, load_model
+
+    load_model(acc.unwrap_model(model), str(path / "model.safetensors"), device=str(acc.device))
+    state: dict[str, Any] = json.loads((path / "trainer_state.json").read_text())
+    state["_rng"] = (
+        load_file(str(path / f"rng_{acc.process_index}.safetensors")),
+        json.loads((path / f"rng_{acc.process_index}.json").read_text()),
+    )
+    state["_optimizer"] = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
+    state["_scheduler"] = torch.load(path / "scheduler.pt", weights_only=True)
+    return state
+
+
+def save_model_folder(acc: Any, model: Any, tokenizer: Any, cfg: dict[str, Any], out: Path) -> None:
+    """A ``from_pretrained`` folder: config, safetensors, tokenizer, experts/ (PEFT), training_args.yaml."""
+    if not acc.is_main_process:
+        return
+    unwrapped = acc.unwrap_model(model)
+    out.mkdir(parents=True, exist_ok=True)
+    unwrapped.save_pretrained(str(out), safe_serialization=True)
+    tokenizer.save_pretrained(str(out))
+    if unwrapped.config.moe:
+        unwrapped.save_experts(out / "experts")
+    (out / "training_args.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
+
+
+# -- evaluation ----------------------------------------------------------------------------------
+
+
+def dev_eval(
+    cfg: dict[str, Any], acc: Any, model: Any, tokenizer: Any, sentences: list[Any]
+) -> dict[str, Any]:
+    """Extract the dev sentences (split over processes), score on the main process, share the result."""
+    from accelerate.utils import broadcast_object_list, gather_object
+
+    from openie4pp.eval.run import evaluate
+
+    from .extract import Extractor
+
+    unwrapped = acc.unwrap_model(model)
+    ev = cfg["eval"]
+    extractor = Extractor(
+        unwrapped,
+        tokenizer,
+        device=acc.device,
+        batch_size=ev["batch_size"],
+        max_length=cfg["data"]["max_length"],
+        name=Path(cfg["output_dir"]).name,
+    )
+    mine = extractor.records(sentences[acc.process_index :: acc.num_processes])
+    lines = gather_object([r.model_dump_json() for r in mine])
+    unwrapped.train()
+    result: list[Any] = [None]
+    if acc.is_main_process:
+        path = Path(cfg["output_dir"]) / "dev_predictions.jsonl"
+        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
+        result = [evaluate(ev["benchmark"], path).summary()]
+    broadcast_object_list(result)
+    return dict(result[0])
+
+
+# -- the recipe ----------------------------------------------------------------------------------
+
+
+class TrainRecipe:
+    """One stage: :meth:`setup` builds everything, :meth:`train` runs the phases, :meth:`finish`
+    writes the model folder and ``metrics.json``. ``state`` is the resumable part."""
+
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        from accelerate import Accelerator, DistributedDataParallelKwargs
+
+        self.cfg = cfg
+        self.out = Path(cfg["output_dir"])
+        self.tied = cfg["stage"] == 3 and bool(cfg["moe"]["experts_tied"])
+        self.acc = Accelerator(
+            mixed_precision=cfg["mixed_precision"] if torch.cuda.is_available() else "no",
+            gradient_accumulation_steps=cfg["grad_accum"],
+            rng_types=[],  # batch order comes from the sampler's own seeded generator
+            # the per-language phase leaves the routers out of the graph
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=self.tied)],
+        )
+        self.state: dict[str, Any] = {
+            "phase": 0, "epoch": 0, "batch": 0, "step": 0, "phase_step": 0,
+            "best": None, "best_step": None, "evals": [], "halted": False,
+        }  # fmt: skip
+        self.resumed: dict[str, Any] | None = None
+        self.started = time.time()
+
+    def setup(self) -> None:
+        from accelerate.utils import set_seed
+
+        from .data import load_records
+
+        cfg, acc = self.cfg, self.acc
+        set_seed(cfg["seed"])
+        if acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+        self.tokenizer = build_tokenizer(cfg)
+        self.dataset, self.stats = build_data(cfg, self.tokenizer, acc)
+        model = build_model(cfg, cfg["languages"] or sorted(set(self.dataset["lang"])))
+        loader = build_loader(cfg, self.dataset, self.tokenizer, model.config.languages)
+        self.sampler: BucketBatchSampler = loader.batch_sampler
+        self.model, self.loader = acc.prepare(model, loader)
+        self.unwrapped = acc.unwrap_model(self.model)
+        bench = cfg["eval"]["benchmark"]
+        self.dev = (
+            [r.sentence for r in load_records([{"benchmark": bench, "limit": cfg["eval"]["limit"]}])]
+            if bench
+            else []
+        )
+        self.log_path = self.out / "log.jsonl"
+        checkpoint = self.out / "checkpoint"
+        if cfg["resume"] and (checkpoint / "trainer_state.json").is_file():
+            self.resumed = load_checkpoint(acc, self.model, checkpoint)
+            self.state.update({k: v for k, v in self.resumed.items() if not k.startswith("_")})
+            if acc.is_main_process and self.log_path.is_file():  # drop what was logged after it
+                lines = self.log_path.read_text().splitlines()
+                kept = [line for line in lines if json.loads(line)["step"] <= self.state["step"]]
+                self.log_path.write_text("".join(line + "\n" for line in kept))
+        elif acc.is_main_process:
+            self.log_path.write_text("")
+
+    def train(self) -> None:
+        cfg, acc, state = self.cfg, self.acc, self.state
+        local = math.ceil(self.sampler.num_batches() / acc.num_processes)
+        per_epoch = math.ceil(local / cfg["grad_accum"])
+        for index, (phase, epochs) in enumerate(phases(cfg)):
+            if index < state["phase"]:
+                continue
+            if self.tied:
+                self.unwrapped.set_language_routing(phase == "experts")
+            total = (
+                epochs * per_epoch if cfg["max_steps"] is None else min(epochs * per_epoch, cfg["max_steps"])
+            )
+            self.optimizer = acc.prepare(build_optimizer(cfg, self.unwrapped))
+            self.scheduler = build_scheduler(cfg, self.optimizer, total)
+            if self.resumed and index == state["phase"]:
+                self.optimizer.load_state_dict(self.resumed["_optimizer"])
+                self.scheduler.load_state_dict(self.resumed["_scheduler"])
+                _set_rng_state(*self.resumed["_rng"])
+            else:
+                state.update(phase=index, epoch=0, batch=0, phase_step=0)
+            self._run_phase(phase, epochs, total)
+            if state["halted"]:
+                return
+            if self.dev and not any(e["step"] == state["step"] for e in state["evals"]):
+                self._evaluate()  # every phase ends with a score
+            state.update(epoch=epochs, batch=0)
+        if self.tied:
+            self.unwrapped.set_language_routing(False)
+
+    def _run_phase(self, phase: str, epochs: int, total: int) -> None:
+        from tqdm.auto import tqdm
+
+        cfg, acc, state, model = self.cfg, self.acc, self.state, self.model
+        shown = cfg["progress"] and acc.is_main_process
+        bar = tqdm(
+            total=total, initial=state["phase_step"], desc=f"stage {cfg['stage']} {phase}", disable=not shown
+        )
+        window: list[list[float]] = []
+        model.train()
+        while state["epoch"] < epochs and state["phase_step"] < total:
+            self.sampler.resume_at(state["epoch"], state["batch"] * acc.num_processes)
+            self.loader.set_epoch(state["epoch"])
+            for batch in self.loader:
+                with acc.accumulate(model):
+                    output = model(**batch)
+                    acc.backward(output.loss)
+                    if acc.sync_gradients:
+                        acc.clip_grad_norm_(model.parameters(), cfg["optim"]["max_grad_norm"])
+                    self.optimizer.step()
+                    self.optimizer.zero_grad()
+                state["batch"] += 1
+                parts = (output.loss, output.pred_loss, output.arg_loss, output.router_loss)
+                window.append([math.nan if p is None else p.detach().float().item() for p in parts])
+                if not acc.sync_gradients:
+                    continue
+                if not acc.optimizer_step_was_skipped:
+                    self.scheduler.step()
+                state["step"] += 1
+                state["phase_step"] += 1
+                bar.update(1)
+                step = state["step"]
+                if step % cfg["log_every"] == 0 or state["phase_step"] == total:
+                    bar.set_postfix(loss=f"{self._log(window, phase):.4f}")
+                    window = []
+                if self.dev and cfg["eval"]["every"] and step % cfg["eval"]["every"] == 0:
+                    self._evaluate()
+                halt = cfg["halt_at_step"] is not None and step >= cfg["halt_at_step"]
+                if halt or (cfg["checkpoint_every"] and step % cfg["checkpoint_every"] == 0):
+                    self._checkpoint()
+                state["halted"] = halt
+                if halt or state["phase_step"] >= total:
+                    break
+            else:  # the epoch ran to its end
+                state.update(epoch=state["epoch"] + 1, batch=0)
+                if self.dev and not cfg["eval"]["every"]:
+                    self._evaluate()
+                if not cfg["checkpoint_every"]:
+                    self._checkpoint()
+            if state["halted"]:
+                break
+        bar.close()
+
+    def _log(self, window: list[list[float]], phase: str) -> float:
+        """Mean loss parts since the last line, averaged over processes, appended to log.jsonl."""
+        acc = self.acc
+        mean = acc.gather(torch.tensor(window, device=acc.device).mean(0)[None]).mean(0).tolist()
+        names = ("loss", "pred_loss", "arg_loss", "router_loss")
+        row: dict[str, Any] = {k: v for k, v in zip(names, mean, strict=True) if not math.isnan(v)}
+        row.update(
+            step=self.state["step"],
+            phase=phase,
+            epoch=self.state["epoch"],
+            lr=self.scheduler.get_last_lr()[0],
+            elapsed_s=round(time.time() - self.started, 3),
+        )
+        if acc.is_main_process:
+            with self.log_path.open("a") as log:
+                log.write(json.dumps(row) + "\n")
+        return float(row["loss"])
+
+    def _checkpoint(self) -> None:
+        save_checkpoint(
+            self.acc, self.model, self.optimizer, self.scheduler, self.state, self.out / "checkpoint"
+        )
+
+    def _evaluate(self) -> None:
+        """Score on the dev benchmark; ``best/`` keeps the best model so far (ties: the later one)."""
+        result = dev_eval(self.cfg, self.acc, self.model, self.tokenizer, self.dev)
+        value, state = result.get(self.cfg["eval"]["metric"]), self.state
+        state["evals"].append({"step": state["step"], **result})
+        if value is not None and (state["best"] is None or value >= state["best"]):
+            state["best"], state["best_step"] = value, state["step"]
+            save_model_folder(self.acc, self.model, self.tokenizer, self.cfg, self.out / "best")
+        self.acc.wait_for_everyone()
+
+    def finish(self) -> dict[str, Any]:
+        """The stage's model folder (best dev checkpoint when scored, else the last weights) and metrics."""
+        acc, state, model = self.acc, self.state, self.unwrapped
+        metrics: dict[str, Any] = {
+            key: state[key] for key in ("step", "halted", "best", "best_step", "evals")
+        }
+        stats = self.stats
+        metrics.update(
+            stage=self.cfg["stage"],
+            steps=metrics.pop("step"),
+            examples=len(self.dataset),
+            languages=list(model.config.languages),
+            processes=acc.num_processes,
+            trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+            elapsed_s=round(time.time() - self.started, 3),
+            data={"records": stats.records, "examples": stats.examples, "misfits": dict(stats.misfits)},
+        )
+        if not state["halted"]:
+            if state["best"] is not None and (self.out / "best").is_dir():
+                if acc.is_main_process:
+                    shutil.copytree(self.out / "best", self.out, dirs_exist_ok=True)
+            else:
+                save_model_folder(acc, self.model, self.tokenizer, self.cfg, self.out)
+        if acc.is_main_process:
+            (self.out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+        acc.wait_for_everyone()
+        acc.end_training()
+        return metrics
+
+
+def train(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Run one stage as configured; returns the metrics also written to ``metrics.json``."""
+    recipe = TrainRecipe(cfg)
+    recipe.setup()
+    recipe.train()
+    return recipe.finish()
