@@ -9,37 +9,16 @@ import pyarrow as pa
 import pytest
 import yaml
 
+# one record factory for the shard and load tests (tests/ is on sys.path under pytest)
+from test_shards import make_record
+
 from openie4pp.hf import dataset_card, features, load, record_from_row, split_name
 from openie4pp.schema import (
-    Argument,
-    Element,
-    Extraction,
     Provenance,
-    Record,
-    Sentence,
     Source,
     TokenUsage,
 )
 from openie4pp.shards import ShardWriter, shard_files
-
-_TEMPLATES = {
-    "en": ("Alice{i} visited Paris .", (0, 1), (1, 2), (2, 3)),
-    "zh-Hans": ("爱丽丝{i}访问了巴黎。", (0, 3), (4, 6), (7, 9)),
-}
-
-
-def make_record(i: int, lang: str = "en", grounded: bool = True) -> Record:
-    """Like tests/test_shards.py's: ``grounded=False`` gives a gold record with only null spans."""
-    template, subj, pred, obj = _TEMPLATES[lang]
-    sentence = Sentence.from_text(template.format(i=i), lang)
-
-    def argument(role: str, span: tuple[int, int]) -> Argument:
-        return Argument(role=role, text=sentence.span_text(*span), span=span if grounded else None)
-
-    predicate = Element(text=sentence.span_text(*pred), span=pred if grounded else None)
-    extraction = Extraction(predicate=predicate, arguments=[argument("arg0", subj), argument("arg1", obj)])
-    provenance = Provenance(source=Source.llm if grounded else Source.gold, dataset="toy")
-    return Record(sentence=sentence, extractions=[extraction], provenance=provenance)
 
 
 @pytest.fixture(scope="module")
