@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -73,6 +74,9 @@ class PipelineConfig:
     max_tokens: int = 512
     prices: Prices = field(default_factory=Prices)
     build_config: dict[str, Any] = field(default_factory=dict)
+    retry_failed: bool = False
+    """Annotate again the items an earlier run gave up on with ``request_failed`` (an endpoint was
+    down, a quota ran out); every other finished item stays finished."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +90,11 @@ class Task:
     @property
     def lang(self) -> str:
         return self.target_lang or self.item.lang
+
+
+STAGE_OF_PURPOSE = {"stage1": "stage1", "translate": "stage1", "verify": "stage2"}
+"""The rejection stage of a request's purpose: translating is part of stage 1 (project mode), the
+judge is stage 2. ``Rejection.stage`` is a closed set; the purpose stays visible in the detail."""
 
 
 class ItemRejected(Exception):
@@ -115,6 +124,35 @@ def final_rejection_ids(path: Path) -> set[str]:
     return done
 
 
+def forget_failed_requests(path: Path) -> int:
+    """Drop the sentence-level ``request_failed`` lines from ``rejected.jsonl`` so that those items
+    count as not done; returns how many. The file is rewritten beside and renamed over the old one,
+    so a crash leaves either version, never a mixture; every other line is kept byte for byte."""
+    if not path.exists():
+        return 0
+    kept: list[str] = []
+    dropped = 0
+    with path.open(encoding="utf-8", newline="") as lines:
+        for line in lines:
+            data: Any = None
+            with contextlib.suppress(ValueError):
+                data = json.loads(line)
+            if (
+                isinstance(data, dict)
+                and data.get("reason") == RejectionReason.request_failed.value
+                and data.get("sentence_id")
+                and not str(data.get("field") or "").startswith("candidates[")
+            ):
+                dropped += 1
+            else:
+                kept.append(line)
+    if dropped:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(kept), encoding="utf-8", newline="")
+        os.replace(tmp, path)
+    return dropped
+
+
 class Pipeline:
     def __init__(self, backend: Backend, out_dir: Path, config: PipelineConfig) -> None:
         if config.concurrency < 1:  # a semaphore of 0 would wait forever
@@ -133,7 +171,11 @@ class Pipeline:
                 response = await self.backend.complete(request)
             except RequestFailed as error:
                 self.stats.failed_requests += 1
-                raise ItemRejected(request.purpose, RejectionReason.request_failed, error.detail) from error
+                raise ItemRejected(
+                    STAGE_OF_PURPOSE[request.purpose],
+                    RejectionReason.request_failed,
+                    f"{request.purpose} request: {error.detail}",
+                ) from error
             self.stats.record_response(response, request.purpose)
             if not response.cached:
                 trace.usage.prompt_tokens += response.prompt_tokens
@@ -143,9 +185,9 @@ class Pipeline:
             except AnswerInvalid as error:
                 if attempt == self.config.reasks:
                     raise ItemRejected(
-                        request.purpose,
+                        STAGE_OF_PURPOSE[request.purpose],
                         RejectionReason.llm_invalid_output,
-                        f"{error.detail} (answer: {response.content[:300]!r})",
+                        f"{request.purpose} answer: {error.detail} (answer: {response.content[:300]!r})",
                     ) from error
                 self.stats.reasks += 1
                 request = request.with_messages(Message("assistant", response.content), reask_message(error))
@@ -206,16 +248,7 @@ class Pipeline:
         grounded = [c for c in candidates if c.accepted]
         answer: VerificationAnswer | None = None
         if self.config.verify and grounded:
-            listing = [
-                {
-                    "index": c.index,
-                    "subject": c.triple.subject,
-                    "relation": c.triple.relation,
-                    "object": c.triple.object,
-                    "extra": c.triple.extra,
-                }
-                for c in grounded
-            ]
+            listing = [candidate_listing(c) for c in grounded]
             answer = await self.ask(
                 self._request(
                     "verify",
@@ -341,6 +374,8 @@ class Pipeline:
 
     async def run(self, items: Iterable[WorkItem | InputProblem], progress: Any = None) -> RunStats:
         limit = asyncio.Semaphore(self.config.concurrency)
+        if self.config.retry_failed:
+            self.stats.retried_failed = forget_failed_requests(self.out_dir / "rejected.jsonl")
         with ShardWriter(self.out_dir, resume=True, build_config=self.config.build_config) as writer:
             self.writer = writer
             done = final_rejection_ids(self.out_dir / "rejected.jsonl")
@@ -385,6 +420,17 @@ class Pipeline:
         self.writer = None
         self.stats.write(self.out_dir / "stats.json", self.config.prices)
         return self.stats
+
+
+def candidate_listing(candidate: Candidate) -> dict[str, Any]:
+    """What the judge sees of a grounded candidate: its elements as grounded in the sentence (after
+    normalisation and overlap trimming), not the LLM's raw strings; the index names it in verdicts."""
+    extraction = candidate.extraction
+    assert extraction is not None
+    texts = {a.role: a.text for a in extraction.arguments}
+    extra = [a.text for a in extraction.arguments if a.role not in ("arg0", "arg1")]
+    return {"index": candidate.index, "subject": texts.get("arg0", ""), "relation": extraction.predicate.text,
+            "object": texts.get("arg1", ""), "extra": extra}
 
 
 def _combined(hashes: dict[str, str]) -> str:

@@ -18,8 +18,8 @@ trusted values: the language's name, code and notes.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
+import functools
 import hashlib
 import json
 import re
@@ -39,7 +39,7 @@ except ImportError:  # Python 3.10
     from importlib.abc import Traversable
 
 from openie4pp.annotate.contract import RESPONSE_MODELS, AnswerModel, Triple
-from openie4pp.annotate.llm import ChatRequest, Message
+from openie4pp.annotate.llm import ChatRequest, Message, schema_digest
 
 __all__ = [
     "LanguageNotes",
@@ -156,9 +156,16 @@ class PromptTemplate:
         that does not fit its declared kind.
         """
         notes = self.notes_for(lang)
-        system = Message("system", self._substitute(self.system, self._builtins(notes), "system"))
+        system = self._systems.get(notes.lang)
+        if system is None:  # the same for every sentence of a language: rendered once per language
+            system = Message("system", self._substitute(self.system, self._builtins(notes), "system"))
+            self._systems[notes.lang] = system
         user = Message("user", self._render_user(notes, variables))
         return (system, *self._shot_messages, user)
+
+    @cached_property
+    def _systems(self) -> dict[str, Message]:
+        return {}
 
     @cached_property
     def _shot_messages(self) -> tuple[Message, ...]:
@@ -172,6 +179,10 @@ class PromptTemplate:
     @cached_property
     def _schema(self) -> dict[str, Any]:
         return self.response_model.model_json_schema()
+
+    @cached_property
+    def _schema_digest(self) -> str:
+        return schema_digest(self._schema)
 
     def request(
         self,
@@ -188,7 +199,8 @@ class PromptTemplate:
         return ChatRequest(
             messages=self.render(lang, **variables),
             schema_name=self.schema_name,
-            schema=copy.deepcopy(self._schema),  # a backend may adapt it; the next request is unaffected
+            schema=self._schema,  # shared, read-only (see ChatRequest.schema)
+            schema_digest=self._schema_digest,
             prompt_id=self.id,
             prompt_hash=self.hash,
             temperature=temperature,
@@ -228,7 +240,7 @@ class PromptTemplate:
 
     def _substitute(self, template: str, values: Mapping[str, str], part: str) -> str:
         try:
-            return Template(template).substitute(values)
+            return _template(template).substitute(values)
         except KeyError as exc:  # a $name in the template that is neither declared nor built in
             raise PromptError(
                 f"prompt {self.id!r}: the {part} template uses undeclared ${exc.args[0]}"
@@ -243,10 +255,19 @@ def neutralise_tags(value: str, tags: Iterable[str]) -> str:
     Case and spaces are ignored (``< / Sentence >`` is caught too): a model would read them as
     the same tag. In JSON strings ``\\/`` is an escaped ``/``, so JSON data keeps its meaning.
     """
+    pattern = _closing_tags(tuple(tags))
+    return value if pattern is None else pattern.sub(r"<\\/\1", value)
+
+
+@functools.lru_cache(maxsize=64)
+def _closing_tags(tags: tuple[str, ...]) -> re.Pattern[str] | None:
     names = "|".join(re.escape(t) for t in tags)
-    if not names:
-        return value
-    return re.sub(rf"<\s*/\s*({names})(?=[\s>/]|$)", r"<\\/\1", value, flags=re.IGNORECASE)
+    return re.compile(rf"<\s*/\s*({names})(?=[\s>/]|$)", re.IGNORECASE) if names else None
+
+
+@functools.lru_cache(maxsize=256)
+def _template(text: str) -> Template:
+    return Template(text)
 
 
 def _format(name: str, kind: VariableKind, value: Any) -> str:

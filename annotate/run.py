@@ -64,10 +64,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-verify", action="store_true", help="skip the LLM judge (grounding still applies)"
     )
+    parser.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="annotate again the items an earlier run rejected with request_failed (endpoint down, quota)",
+    )
     parser.add_argument("--strict-verdicts", action="store_true", help="reject candidates the judge skipped")
     parser.add_argument("--cache", help="response cache file (default: OUT/cache.sqlite)")
     parser.add_argument("--max-tokens", type=int, default=512)
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request")
+    parser.add_argument(
+        "--http-client",
+        choices=["auto", "aiohttp", "openai"],
+        default="auto",
+        help="how requests are sent: aiohttp (fast; the default when installed) or the openai SDK's client",
+    )
     parser.add_argument(
         "--price-in", type=float, default=0.0, help="US$ per 1M prompt tokens (for stats.json)"
     )
@@ -111,6 +122,7 @@ def open_backend(args: argparse.Namespace) -> Iterator[tuple[Backend, str]]:
                 api_key_env=args.api_key_env,
                 timeout_s=args.timeout,
                 max_in_flight=max(1, args.concurrency),  # an item has one request in flight at a time
+                http_client=args.http_client,
             )
             name = ",".join(_display(url) for url in endpoints)
         if args.max_rpm or args.max_tpm:
@@ -142,6 +154,7 @@ def pipeline_config(args: argparse.Namespace, endpoint_name: str) -> PipelineCon
         max_tokens=args.max_tokens,
         prices=Prices(args.price_in, args.price_out),
         build_config=build,
+        retry_failed=args.retry_failed,
     )
 
 
@@ -182,6 +195,9 @@ def merge_main(args: argparse.Namespace) -> int:
     from openie4pp.shards import ShardWriter, iter_records
 
     out = Path(args.out)
+    missing = [folder for folder in args.inputs if not Path(folder).is_dir()]
+    if missing:  # checked before the output folder is created: a typo must not leave an empty one
+        raise FileNotFoundError(f"not a shard folder: {', '.join(missing)}")
     total = duplicates = bad = 0
     with ShardWriter(out, resume=True, build_config={"command": "merge", "inputs": args.inputs}) as writer:
         for folder in args.inputs:

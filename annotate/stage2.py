@@ -12,12 +12,15 @@ rejects each grounded candidate; a fixed triple must ground too.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from openie4pp.annotate.contract import Triple, VerificationAnswer
 from openie4pp.annotate.normalize import normalize_phrase
 
 from openie4pp.grounding import Grounded, ground
 from openie4pp.schema import Argument, Element, Extraction, RejectionReason, Sentence
+
+E = TypeVar("E", bound=Element)
 
 
 @dataclass
@@ -65,12 +68,53 @@ def ground_triple(sentence: Sentence, triple: Triple) -> Extraction | tuple[Reje
             reason = "empty" if not normalised else grounded.reason.value
             return RejectionReason.ungrounded, f"{name} {phrase!r}: {reason}"
         arguments.append(Argument(role=f"arg{role_index}", text=grounded.text, span=grounded.span))
-    spans = [predicate.span] + [a.span for a in arguments]
-    for i, a in enumerate(spans):
-        for b in spans[i + 1 :]:
-            if a and b and a[0] < b[1] and b[0] < a[1]:
-                return RejectionReason.overlapping_spans, "two elements of the triple overlap in the sentence"
+    grounded_spans = [predicate.span, *(a.span for a in arguments)]  # every one grounded above
+    spans = trim_overlaps([s for s in grounded_spans if s is not None])
+    if spans is None:
+        return RejectionReason.overlapping_spans, "two elements of the triple overlap in the sentence"
+    predicate = _element_at(sentence, predicate, spans[0])
+    arguments = [_element_at(sentence, a, span) for a, span in zip(arguments, spans[1:], strict=True)]
     return Extraction(predicate=predicate, arguments=arguments, confidence=1.0)
+
+
+def trim_overlaps(spans: list[tuple[int, int]]) -> list[tuple[int, int]] | None:
+    """Make the spans of one triple disjoint by cutting shared words off the edge of the longer
+    element, or None when that cannot be done (one span inside another's middle, or identical).
+
+    Weak models copy too much into a slot: ``(Paris; is the capital of France; France)`` or
+    ``(Anna drinks coffee; drinks; coffee)``. The words another element already holds are what is
+    wrong, so cutting them off the edge gives ``is the capital of`` and ``Anna``; the judge still
+    sees the repaired triple. Nothing is ever added, and an element is never split in two.
+    """
+    spans = list(spans)
+    while True:  # each cut shortens a span, so this ends
+        overlapping = [(i, j) for i in range(len(spans)) for j in range(i + 1, len(spans))
+                       if spans[i][0] < spans[j][1] and spans[j][0] < spans[i][1]]
+        if not overlapping:
+            return spans
+        cut = next((c for c in map(lambda p: _edge_cut(spans, *p), overlapping) if c is not None), None)
+        if cut is None:  # identical, or one strictly inside another: no cut without splitting
+            return None
+        index, span = cut
+        spans[index] = span
+
+
+def _edge_cut(spans: list[tuple[int, int]], i: int, j: int) -> tuple[int, tuple[int, int]] | None:
+    """Cut the words shared by spans ``i`` and ``j`` off the edge of the longer one, if they are at
+    an edge of it and something is left: (index, new span), else None."""
+    longer, other = (i, j) if spans[i][1] - spans[i][0] >= spans[j][1] - spans[j][0] else (j, i)
+    (l0, l1), (o0, o1) = spans[longer], spans[other]
+    if o0 <= l0 < o1 < l1:  # the shared words are at the longer span's start
+        return longer, (o1, l1)
+    if l0 < o0 < l1 <= o1:  # ... or at its end
+        return longer, (l0, o0)
+    return None
+
+
+def _element_at(sentence: Sentence, element: E, span: tuple[int, int]) -> E:
+    if element.span == span:
+        return element
+    return element.model_copy(update={"span": span, "text": sentence.span_text(*span)})
 
 
 def ground_candidates(sentence: Sentence, triples: list[Triple]) -> list[Candidate]:

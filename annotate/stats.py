@@ -40,6 +40,7 @@ class RunStats:
     completion_tokens: int = 0
     items: int = 0
     skipped_done: int = 0
+    retried_failed: int = 0
     accepted_records: int = 0
     accepted_extractions: int = 0
     rejected_records: int = 0
@@ -126,6 +127,7 @@ class RunStats:
             "latency_s": {"p50": self.latency(0.5), "p95": self.latency(0.95)},
             "items": self.items,
             "skipped_already_done": self.skipped_done,
+            "retried_failed": self.retried_failed,
             "records": {"accepted": self.accepted_records, "rejected": self.rejected_records},
             "input_rejections": self.input_rejections,
             "extractions": self.accepted_extractions,

@@ -34,6 +34,11 @@ from openie4pp.train.recipe import load_config, train
 from openie4pp.eval.run import evaluate
 
 BENCHMARKS = ("carb-test", "re-oie2016-es", "re-oie2016-pt")
+STAGE3_VARIANTS = {
+    "plain": [],
+    "tied": ["moe.experts_tied=true"],
+    "aux": ["moe.experts_tied=true", "moe.router_aux_weight=0.1"],
+}
 
 
 def minilm_path() -> Path:
@@ -88,6 +93,18 @@ def main() -> None:
         "with feed-forward 512, about 12x cheaper per predicate, so the CPU run fits in ~20 minutes",
     )
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="more recipe overrides")
+    parser.add_argument(
+        "--stage3-variants",
+        default="plain",
+        help="stage-3 mixtures to compare, each from the same stage-2 model: plain (learned routers), "
+        "tied (expert i trained alone on language i first), aux (tied + router supervised by the "
+        "sentence's language)",
+    )
+    parser.add_argument(
+        "--stage3-train",
+        default=None,
+        help="stage-3 training sources (default: --train); give several languages for the variants to differ",
+    )
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -98,11 +115,15 @@ def main() -> None:
     encoder = args.encoder or str(minilm_path())
     results: dict[str, Any] = {}
     started = time.perf_counter()
-    for stage in stages:
+    runs = [(stage, "") for stage in stages if stage != 3]
+    if 3 in stages:
+        runs += [(3, variant) for variant in args.stage3_variants.split(",")]
+    for stage, variant in runs:
+        train_sources = (args.stage3_train if stage == 3 and args.stage3_train else args.train).split(",")
         overrides = [
             f"encoder={encoder}",
             f"run_dir={args.run_dir}",
-            f"data.train={json.dumps(args.train.split(','))}",
+            f"data.train={json.dumps(train_sources)}",
             f"data.max_length={args.max_length}",
             f"batch_size={args.batch_size}",
             f"epochs={epochs[stage]}",
@@ -111,13 +132,18 @@ def main() -> None:
             "progress=false",
             *([] if args.published_head else ["model.arg_dim=256", "model.arg_ff_dim=512"]),
             *args.set,
+            *STAGE3_VARIANTS.get(variant, []),
         ]
+        name = f"stage{stage}" + (f"-{variant}" if variant else "")
+        model_dir = Path(args.run_dir) / name
+        if variant:
+            overrides += [f"output_dir={model_dir}", f"init_from={Path(args.run_dir) / 'stage2'}"]
         stage_start = time.perf_counter()
         metrics = train(load_config(None, overrides, stage=stage))
         train_s = time.perf_counter() - stage_start
-        model_dir = Path(args.run_dir) / f"stage{stage}"
         log = [json.loads(line) for line in (model_dir / "log.jsonl").read_text().splitlines()]
-        results[f"stage{stage}"] = {
+        results[name] = {
+            "train": train_sources,
             "steps": metrics["steps"],
             "examples": metrics["examples"],
             "train_s": round(train_s, 1),
@@ -125,7 +151,7 @@ def main() -> None:
             "last_loss": round(log[-1]["loss"], 4),
             **score(model_dir, 64, 128, args.eval_limit),
         }
-        print(json.dumps({f"stage{stage}": results[f"stage{stage}"]}), flush=True)
+        print(json.dumps({name: results[name]}), flush=True)
     print(
         json.dumps(
             {

@@ -79,6 +79,12 @@ def _extract(args: argparse.Namespace) -> int:
     return extract_main(args)
 
 
+def _quickstart(args: argparse.Namespace) -> int:
+    from openie4pp.quickstart import quickstart_main
+
+    return quickstart_main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="openie4pp", description="Cross-lingual Open Information Extraction."
@@ -150,6 +156,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add_extract_arguments(extract)
     extract.set_defaults(handler=_extract)
+
+    from openie4pp.quickstart import add_arguments as add_quickstart_arguments
+
+    quickstart = sub.add_parser(
+        "quickstart",
+        help="the main job offline: annotate the sample corpus, validate, train 3 stages, extract, score",
+    )
+    add_quickstart_arguments(quickstart)
+    quickstart.set_defaults(handler=_quickstart)
     return parser
 
 

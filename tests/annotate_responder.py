@@ -107,8 +107,8 @@ HALLUCINATED = {"Obama": [("Obama", "was", "president of the United States")]}
 """Sentence contains key -> an extra triple that is not in the sentence (-> ``ungrounded``)."""
 SCRIPTED = {
     "Zeus": [("Zeus", "rules", "Mount Olympus")],
-    "Rome is old": [("Rome is", "is", "old"), ("Rome", "was", "founded")],
-    "Athens is older": [("Athens", "was", "founded"), ("Athens is", "is", "older")],
+    "Rome is old": [("Rome is old", "is", ""), ("Rome", "was", "founded")],
+    "Athens is older": [("Athens", "was", "founded"), ("Athens is older", "is", "")],
 }
 """Sentence contains key -> exactly these triples: not in the sentence, or overlapping spans."""
 FIX_MARKER = "coffee"

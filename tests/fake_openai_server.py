@@ -343,6 +343,12 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 512  # listen backlog: bursts of 64+ new connections are not refused
     state: State
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hangs up (its timeout, its pool closing) is routine here, not an error."""
+        if isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            return
+        super().handle_error(request, client_address)
+
 
 class FakeOpenAIServer:
     """The server on a thread of the current process (fast to start; for fixtures)."""

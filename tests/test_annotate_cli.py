@@ -246,6 +246,10 @@ def test_shards_are_disjoint_cover_the_input_and_merge_cleanly(
     assert code == 1
     assert summary["duplicates"] == 30 and summary["unique"] == 30
 
+    nowhere = tmp_path / "no-such-shards"
+    assert main(["merge", str(merged), str(nowhere), "--out", str(tmp_path / "typo")]) == 2
+    assert str(nowhere) in capsys.readouterr().err and not (tmp_path / "typo").exists()
+
 
 # -- input formats ----------------------------------------------------------------------------
 

@@ -291,6 +291,31 @@ def test_rerun_of_the_fault_matrix_costs_nothing_and_changes_nothing(
     assert stats["input_rejections"] == len(outcome.inputs) == len(BAD_LINES)
 
 
+def test_retry_failed_redoes_only_request_failed_items(server: FakeServerProcess, tmp_path: Path) -> None:
+    """An endpoint that was down: a plain rerun keeps the failure (0 requests); ``retry_failed``
+    annotates exactly those items again and each id still ends exactly once."""
+    items = {k: EXTRACT_ITEMS[k] for k in ("de-ok", "es-ok", "zh-ok")}
+    source = write_jsonl(tmp_path / "in.jsonl", item_lines(items))
+    out = tmp_path / "out"
+    server.set_script([{"match": items["es-ok"][1], "fault": {"status": 400}}])
+    annotate(server, source, out)
+    assert [r.sentence_id for r in Outcome(out).final] == ["es-ok"]
+    server.set_script([])
+    settled_log(server)
+    server.reset()
+    stats, _ = annotate(server, source, out)
+    assert server.requests() == [] and stats["retried_failed"] == 0
+    assert [r.sentence_id for r in Outcome(out).final] == ["es-ok"]
+    stats, _ = annotate(server, source, out, retry_failed=True)
+    assert stats["retried_failed"] == 1 and stats["skipped_already_done"] == 2
+    requests = server.requests()  # stage 1 and the judge, for the failed sentence only
+    failed_text = items["es-ok"][1]
+    assert len(requests) == 2 and all(failed_text in r["last_user"] + r["last_user_tail"] for r in requests)
+    outcome = Outcome(out)
+    check_bookkeeping(outcome, set(items), None)
+    assert outcome.final == [] and sorted(outcome.record_ids) == sorted(items)
+
+
 def test_sentence_rejection_reason_is_deterministic(server: FakeServerProcess, tmp_path: Path) -> None:
     """With as many candidates of one reason as of another, the first candidate's reason wins
     (it used to depend on set order, i.e. on the hash seed: a resumed run wrote another line)."""
@@ -335,6 +360,33 @@ PROJECT_TRIPLES = {
     "p-inject": [["Mallory", "owns", "the bank"]],
 }
 TARGETS = ("de", "zh", "es")
+
+
+@pytest.mark.parametrize(
+    ("mode", "failing", "stage", "purpose"),
+    [("project", "<target_lang>zh", "stage1", "translate"), ("extract", "<candidates>", "stage2", "verify")],
+)
+def test_a_failed_translate_or_verify_request_is_a_rejection_in_its_stage(
+    server: FakeServerProcess, tmp_path: Path, mode: str, failing: str, stage: str, purpose: str
+) -> None:
+    """Requests are made for three purposes; each maps onto the closed set of rejection stages (a
+    failed translation once crashed the run because "translate" is not a stage)."""
+    server.set_script([{"match": failing, "fault": {"status": 400}}])  # 400: not retried
+    items = {key: PROJECT_ITEMS[key] for key in ("p-cat", "p-baker")}
+    extra = {k: {"triples": PROJECT_TRIPLES[k]} for k in items}
+    source = write_jsonl(tmp_path / "in.jsonl", item_lines(items, **extra))
+    out = tmp_path / "out"
+    targets = ("de", "zh")
+    stats, _ = annotate(server, source, out, mode=mode, target_langs=targets)
+    outcome = Outcome(out)
+    expected = {f"{k}.{t}" for k in items for t in targets} if mode == "project" else set(items)
+    check_bookkeeping(outcome, expected, stats)
+    failed = {r.sentence_id: r for r in outcome.final if r.reason is RejectionReason.request_failed}
+    assert set(failed) == ({f"{k}.zh" for k in items} if mode == "project" else set(items))
+    for rejection in failed.values():
+        assert rejection.stage == stage and rejection.detail.startswith(f"{purpose} request:")
+    if mode == "project":
+        assert sorted(outcome.record_ids) == ["p-baker.de", "p-cat.de"]
 
 
 def test_project_mode_wrong_language_retry_and_injection(server: FakeServerProcess, tmp_path: Path) -> None:

@@ -80,14 +80,27 @@ def server2(_servers: tuple[FakeServerProcess, FakeServerProcess],
     return _servers[1]
 
 
+_HTTP_CLIENT = {"value": "auto"}
+
+
+@pytest.fixture(params=["aiohttp", "openai"])
+def http_client(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a test over both transports (aiohttp and the openai SDK's client): the retry, benching
+    and negotiation policy must not depend on which one moved the bytes."""
+    _HTTP_CLIENT["value"] = request.param
+    yield request.param
+    _HTTP_CLIENT["value"] = "auto"
+
+
 def backend(*servers: FakeServerProcess, **kwargs: Any) -> OpenAICompatBackend:
+    kwargs.setdefault("http_client", _HTTP_CLIENT["value"])
     return OpenAICompatBackend([s.base_url for s in servers], "fake-model", **{**FAST, **kwargs})
 
 
 # -- success and retries ----------------------------------------------------------------------
 
 
-def test_success_fills_response(server: FakeServerProcess) -> None:
+def test_success_fills_response(http_client: str, server: FakeServerProcess) -> None:
     (resp,) = run(ask(backend(server), request()))
     assert json.loads(resp.content) == {"triples": []}
     assert resp.prompt_tokens > 0 and resp.completion_tokens > 0
@@ -109,7 +122,8 @@ def test_free_text_request_sends_no_response_format(server: FakeServerProcess) -
     ({"status": 429, "retry_after_ms": 300}, 0.28, 2.0),
     ({"status": 503, "retry_after": 1}, 0.95, 3.0),
 ])
-def test_retry_after_is_honoured(server: FakeServerProcess, fault: dict[str, Any], low: float,
+def test_retry_after_is_honoured(http_client: str, server: FakeServerProcess, fault: dict[str, Any],
+                                 low: float,
                                  high: float) -> None:
     server.set_script([{"match": "*", "times": 1, "fault": fault}])
     start = time.monotonic()
@@ -134,28 +148,29 @@ def test_parse_retry_after_forms() -> None:
     assert parse_retry_after({}) is None
 
 
-def test_500_retried_then_succeeds(server: FakeServerProcess) -> None:
+def test_500_retried_then_succeeds(http_client: str, server: FakeServerProcess) -> None:
     server.set_script([{"match": "capital", "times": 2, "fault": {"status": 500}}])
     (resp,) = run(ask(backend(server), request()))
     assert resp.retries == 2
     assert [r["status"] for r in server.requests()] == [500, 500, 200]
 
 
-def test_timeout_retried(server: FakeServerProcess) -> None:
+def test_timeout_retried(http_client: str, server: FakeServerProcess) -> None:
     server.set_script([{"match": "*", "times": 1, "fault": {"delay_s": 1.5}}])
     start = time.monotonic()
     (resp,) = run(ask(backend(server, timeout_s=0.3), request()))
     assert resp.retries == 1 and time.monotonic() - start < 1.5
 
 
-def test_dropped_connection_retried(server: FakeServerProcess) -> None:
+def test_dropped_connection_retried(http_client: str, server: FakeServerProcess) -> None:
     server.set_script([{"match": "*", "times": 1, "fault": {"drop_connection": True}}])
     (resp,) = run(ask(backend(server), request()))
     assert resp.retries == 1
     assert [r["status"] for r in server.requests()] == ["dropped", 200]
 
 
-def test_truncated_content_is_returned_for_the_pipeline_to_judge(server: FakeServerProcess) -> None:
+def test_truncated_content_is_returned_for_the_pipeline_to_judge(http_client: str,
+                                                                server: FakeServerProcess) -> None:
     server.set_script([{"match": "*", "times": 1, "fault": {"truncate": True}}])
     (resp,) = run(ask(backend(server), request()))
     with pytest.raises(json.JSONDecodeError):
@@ -163,7 +178,7 @@ def test_truncated_content_is_returned_for_the_pipeline_to_judge(server: FakeSer
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 404, 422])
-def test_client_errors_are_not_retried(server: FakeServerProcess, status: int) -> None:
+def test_client_errors_are_not_retried(http_client: str, server: FakeServerProcess, status: int) -> None:
     server.set_script([{"match": "*", "fault": {"status": status}}])
     with pytest.raises(RequestFailed) as info:
         run(ask(backend(server), request()))
@@ -171,7 +186,7 @@ def test_client_errors_are_not_retried(server: FakeServerProcess, status: int) -
     assert len(server.requests()) == 1
 
 
-def test_exhausted_attempts_raise_request_failed(server: FakeServerProcess) -> None:
+def test_exhausted_attempts_raise_request_failed(http_client: str, server: FakeServerProcess) -> None:
     server.set_script([{"match": "*", "fault": {"status": 503}}])
     with pytest.raises(RequestFailed) as info:
         run(ask(backend(server, max_attempts=3, bench_after=99), request()))
@@ -183,7 +198,8 @@ def test_exhausted_attempts_raise_request_failed(server: FakeServerProcess) -> N
 # -- structured output negotiation ------------------------------------------------------------
 
 
-def test_json_schema_falls_back_to_json_object_and_is_remembered(server: FakeServerProcess) -> None:
+def test_json_schema_falls_back_to_json_object_and_is_remembered(http_client: str,
+                                                                server: FakeServerProcess) -> None:
     server.set_script([{"match": "*", "fault": {"reject_response_format": "json_schema"}}])
 
     async def scenario() -> list[ChatResponse]:
@@ -201,7 +217,7 @@ def test_json_schema_falls_back_to_json_object_and_is_remembered(server: FakeSer
     assert all(r["has_schema"] for r in server.requests())
 
 
-def test_fallback_to_schema_in_prompt(server: FakeServerProcess) -> None:
+def test_fallback_to_schema_in_prompt(http_client: str, server: FakeServerProcess) -> None:
     server.set_script([{"match": "*", "fault": {"reject_response_format": "json_schema"}},
                        {"match": "*", "fault": {"reject_response_format": "json_object"}}])
     (resp,) = run(ask(backend(server), request()))
@@ -210,7 +226,7 @@ def test_fallback_to_schema_in_prompt(server: FakeServerProcess) -> None:
     assert last["response_format"] is None and '"triples"' in last["last_user_tail"]
 
 
-def test_llama_cpp_style_500_rejection_also_negotiates(server: FakeServerProcess) -> None:
+def test_llama_cpp_style_500_rejection_also_negotiates(http_client: str, server: FakeServerProcess) -> None:
     server.set_script([{"match": "*", "fault": {"reject_response_format": "json_schema", "status": 500}}])
     (resp,) = run(ask(backend(server, bench_after=1), request()))
     assert resp.structured == "json_object" and resp.retries == 0
@@ -227,9 +243,10 @@ def test_fixed_structured_mode_does_not_negotiate(server: FakeServerProcess) -> 
 # -- several endpoints ------------------------------------------------------------------------
 
 
-def test_dead_endpoint_is_benched_and_the_other_serves(server: FakeServerProcess) -> None:
+def test_dead_endpoint_is_benched_and_the_other_serves(http_client: str, server: FakeServerProcess) -> None:
     dead = f"http://127.0.0.1:{free_port()}/v1"  # nothing listens: connection refused
-    b = OpenAICompatBackend([dead, server.base_url], "fake-model", bench_after=2, bench_s=30, **FAST)
+    b = OpenAICompatBackend([dead, server.base_url], "fake-model", bench_after=2, bench_s=30, **FAST,
+                            http_client=http_client)
 
     async def scenario() -> list[ChatResponse]:
         try:
@@ -281,13 +298,13 @@ def test_server_keeps_up_with_64_concurrent_requests(server: FakeServerProcess) 
 SECRET = "sk-test-9f8e7d6c5b4a-DO-NOT-LEAK"
 
 
-def test_api_key_reaches_server_but_never_leaks(monkeypatch: pytest.MonkeyPatch,
+def test_api_key_reaches_server_but_never_leaks(http_client: str, monkeypatch: pytest.MonkeyPatch,
                                                 caplog: pytest.LogCaptureFixture) -> None:
     monkeypatch.setenv("OPENIE4PP_TEST_KEY", SECRET)
     caplog.set_level(logging.DEBUG)  # the SDK's and httpx's debug logs included
     with spawn("--expected-key-env", "OPENIE4PP_TEST_KEY") as srv:
         b = OpenAICompatBackend([srv.base_url], "fake-model", api_key_env="OPENIE4PP_TEST_KEY", **FAST,
-                                max_attempts=2)
+                                max_attempts=2, http_client=http_client)
 
         async def scenario() -> tuple[ChatResponse, RequestFailed, RequestFailed]:
             failures = []
@@ -314,11 +331,12 @@ def test_api_key_reaches_server_but_never_leaks(monkeypatch: pytest.MonkeyPatch,
     assert "[REDACTED]" in unauthorized.detail
 
 
-def test_wrong_key_is_401_and_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_wrong_key_is_401_and_not_retried(http_client: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("OPENIE4PP_TEST_KEY", SECRET)
     monkeypatch.setenv("OPENIE4PP_OTHER_KEY", "sk-wrong")
     with spawn("--expected-key-env", "OPENIE4PP_TEST_KEY") as srv:
-        b = OpenAICompatBackend([srv.base_url], "fake-model", api_key_env="OPENIE4PP_OTHER_KEY", **FAST)
+        b = OpenAICompatBackend([srv.base_url], "fake-model", api_key_env="OPENIE4PP_OTHER_KEY", **FAST,
+                                http_client=http_client)
         with pytest.raises(RequestFailed) as info:
             run(ask(b, request()))
         assert info.value.status == 401 and len(srv.requests()) == 1

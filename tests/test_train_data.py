@@ -17,18 +17,15 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from openie4pp.train.batching import BucketBatchSampler, Collator, bridge_gaps, subword_to_word
 from openie4pp.train.data import (
     IGNORE_INDEX,
-    BucketBatchSampler,
-    Collator,
     LoadStats,
     Source,
-    bridge_gaps,
     build_dataset,
     encode_examples,
     load_records,
     records_to_examples,
-    subword_to_word,
     word_starts,
 )
 

@@ -161,7 +161,8 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
 
 def test_save_load_gives_identical_outputs(tmp_path: Path) -> None:
     from accelerate import Accelerator
-    from openie4pp.train.data import Collator, build_dataset
+    from openie4pp.train.batching import Collator
+    from openie4pp.train.data import build_dataset
     from openie4pp.train.model import Multi2OIEModel
 
     run = trained_run()

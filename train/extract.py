@@ -39,12 +39,23 @@ from typing import TYPE_CHECKING, Any, TextIO
 from openie4pp.labels import ARG_O, PRED_O, predicate_spans, span_tags, tags_to_extraction
 from openie4pp.schema import Extraction, Provenance, Record, Sentence, Source
 
-from .data import bridge_gaps, subword_to_word, word_starts
+from .batching import bridge_gaps, subword_to_word
+from .data import word_starts
 
 if TYPE_CHECKING:  # torch is imported where used, so `openie4pp --help` stays fast
     import torch
 
 __all__ = ["Extractor", "add_arguments", "extract_main", "read_sentences", "write_records"]
+
+
+def encoder_max_length(encoder: dict[str, Any]) -> int:
+    """The longest input the encoder's position embeddings cover (RoBERTa-family models offset their
+    positions by ``pad_token_id + 1``). Longer inputs would crash in the embedding layer, so a
+    ``--max-length`` above this is clamped to it rather than failing mid-run."""
+    positions = int(encoder.get("max_position_embeddings") or 512)
+    if encoder.get("model_type") in ("roberta", "xlm-roberta", "camembert", "longformer"):
+        positions -= int(encoder.get("pad_token_id") or 1) + 1
+    return positions
 
 
 class Extractor:
@@ -67,7 +78,7 @@ class Extractor:
         self.model = model.to(device).eval()
         self.tokenizer = tokenizer
         self.device = torch.device(device)
-        self.max_length = max_length
+        self.max_length = min(max_length, encoder_max_length(getattr(model.config, "encoder", None) or {}))
         self.batch_size = batch_size
         self.binary = binary
         self.name = name or Path(str(getattr(model, "name_or_path", "") or "model")).name
@@ -187,9 +198,20 @@ def _json_sentence(obj: dict[str, Any], lang: str, pretokenized: bool) -> Senten
     return Sentence.from_text(obj["text"], obj.get("lang") or lang, obj.get("id"), pretokenized)
 
 
-def read_sentences(path: str | Path, lang: str = "en", pretokenized: bool = False) -> list[Sentence]:
-    """Sentences from text lines, JSONL (``{text, lang, id}`` or records) or a shard folder."""
+def read_sentences(
+    path: str | Path, lang: str = "en", pretokenized: bool = False, limit: int | None = None
+) -> list[Sentence]:
+    """Sentences from text lines, JSONL (``{text, lang, id}`` or records), a shard folder, or a benchmark
+    name (``carb-dev``: its sentences exactly as the scorer's gold tokenises them); the first ``limit``."""
+    from .data import BENCHMARK_SOURCES, load_records
+
     source = Path(path)
+    if not source.exists() and str(path) in BENCHMARK_SOURCES:
+        return [r.sentence for r in load_records([{"benchmark": str(path), "limit": limit}])]
+    return _read_sentences(source, lang, pretokenized)[:limit]
+
+
+def _read_sentences(source: Path, lang: str, pretokenized: bool) -> list[Sentence]:
     if source.is_dir():
         from openie4pp.shards import iter_records
 
@@ -231,8 +253,11 @@ def write_records(records: Iterable[Record], out: TextIO, fmt: str = "jsonl") ->
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="a folder written by `openie4pp train`")
     parser.add_argument(
-        "--input", required=True, help="text lines, JSONL ({text, lang, id} or records), shards"
+        "--input",
+        required=True,
+        help="text lines, JSONL ({text, lang, id} or records), shards, or a benchmark name (carb-dev...)",
     )
+    parser.add_argument("--limit", type=int, help="the first N sentences only")
     parser.add_argument("--lang", default="en", help="language of inputs that do not say (default: en)")
     parser.add_argument("--pretokenized", action="store_true", help="split on whitespace only (benchmarks)")
     parser.add_argument("--format", choices=["jsonl", "carb-tab"], default="jsonl")
@@ -250,7 +275,7 @@ def extract_main(args: argparse.Namespace) -> int:
     extractor = Extractor.from_pretrained(
         args.model, device=device, batch_size=args.batch_size, max_length=args.max_length, binary=args.binary
     )
-    sentences = read_sentences(args.input, args.lang, args.pretokenized)
+    sentences = read_sentences(args.input, args.lang, args.pretokenized, args.limit)
     records = extractor.records(sentences)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -1,8 +1,8 @@
 """``openie4pp train``: ONE torchtune-style recipe for the three MT4CrossOIE stages, on HF Accelerate.
 
-Read top to bottom: :func:`load_config` (YAML + ``stages.<N>`` + ``key=value`` overrides), the
-``build_*`` functions, checkpoints, then :class:`TrainRecipe` (``setup`` / ``train`` / ``finish``), a
-plain loop. The config format is documented in ``train/configs/recipe.yaml``. Each stage writes a
+Read top to bottom: the ``build_*`` functions, then :class:`TrainRecipe` (``setup`` / ``train`` /
+``finish``), a plain loop. The config (:mod:`.config`) is documented in ``train/configs/recipe.yaml``;
+checkpoints are :mod:`.checkpoint`. Each stage writes a
 ``from_pretrained`` folder: config.json, model.safetensors, tokenizer, experts/ (stage 3, PEFT LoRA
 format), training_args.yaml, metrics.json, plus log.jsonl (step, loss parts, lr, time),
 checkpoint/ and, with a dev benchmark, best/ (the folder itself is then the best dev model).
@@ -32,85 +32,23 @@ checkpoint/ and, with a dev benchmark, best/ (the folder itself is then the best
 
 from __future__ import annotations
 
-import contextlib
-import copy
 import json
 import math
 import os
-import random
 import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, cast
+from typing import Any
 
-import numpy as np
 import torch
-import yaml
 
-from .data import BucketBatchSampler, Collator, LoadStats, build_dataset
+from .batching import BucketBatchSampler, Collator
+from .checkpoint import load_checkpoint, save_checkpoint, save_model_folder, set_rng_state
+from .config import load_config, parse_overrides
+from .data import LoadStats, build_dataset
 
-CONFIG_DIR = Path(__file__).resolve().parent / "configs"
-DEFAULTS: dict[str, Any] = yaml.safe_load((CONFIG_DIR / "recipe.yaml").read_text(encoding="utf-8"))
-DEFAULTS.pop("stages", None)
-FREE_FORM = {"model"}  # head settings: any Multi2OIEConfig field, checked by Multi2OIEModel.from_encoder
-
-
-# -- config ------------------------------------------------------------------------------------
-
-
-def _merge(base: dict[str, Any], update: dict[str, Any], where: str = "") -> None:
-    for key, value in update.items():
-        if key not in base and where.rstrip(".") not in FREE_FORM:
-            raise ValueError(f"unknown config key {where}{key!r}")
-        if isinstance(base.get(key), dict) and isinstance(value, dict):
-            _merge(base[key], value, f"{where}{key}.")
-        else:
-            base[key] = value
-
-
-def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
-    """``a.b=value`` pairs -> nested dict; values are YAML (``1e-4`` is read as a number too)."""
-    out: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"override {item!r} is not key=value")
-        value = yaml.safe_load(raw) if raw else None
-        if isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                value = float(value)
-        node = out
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return out
-
-
-def load_config(
-    path: str | Path | None, overrides: Sequence[str] = (), stage: int | None = None
-) -> dict[str, Any]:
-    """Defaults <- file <- file's ``stages.<stage>`` <- overrides; derived paths filled in."""
-    cfg = copy.deepcopy(DEFAULTS)
-    file = yaml.safe_load(Path(path).read_text(encoding="utf-8")) if path else {}
-    stages = (file or {}).pop("stages", None) or {}
-    _merge(cfg, file or {})
-    cli = parse_overrides(overrides)
-    stage = int(stage or cli.get("stage") or cfg["stage"])
-    if stage not in (1, 2, 3):
-        raise ValueError(f"stage must be 1, 2 or 3, not {stage}")
-    _merge(cfg, stages.get(stage) or stages.get(str(stage)) or {})
-    _merge(cfg, cli)
-    cfg["stage"] = stage
-    run = Path(cfg["run_dir"])
-    cfg["output_dir"] = str(cfg["output_dir"] or run / f"stage{stage}")
-    if stage > 1 and not cfg["init_from"]:
-        cfg["init_from"] = str(run / f"stage{stage - 1}")
-    cfg["data"]["cache_dir"] = cfg["data"]["cache_dir"] or str(run / "cache")
-    for key in ("lr", "weight_decay", "eps", "warmup_ratio", "max_grad_norm"):
-        cfg["optim"][key] = float(cfg["optim"][key])
-    return cfg
+__all__ = ["TrainRecipe", "load_config", "parse_overrides", "save_model_folder", "train"]
 
 
 # -- builders ----------------------------------------------------------------------------------
@@ -212,84 +150,6 @@ def phases(cfg: dict[str, Any]) -> list[tuple[str, int]]:
     if cfg["stage"] == 3 and cfg["moe"]["experts_tied"]:
         return [("experts", int(cfg["moe"]["expert_epochs"])), ("mixture", int(cfg["epochs"]))]
     return [("train", int(cfg["epochs"]))]
-
-
-# -- checkpoints ---------------------------------------------------------------------------------
-
-
-def _rng_state() -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
-    tensors = {"torch": torch.get_rng_state()}
-    if torch.cuda.is_available():
-        tensors.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-    version, state, gauss = random.getstate()
-    name, keys, pos, has_gauss, cached = cast(tuple[str, np.ndarray, int, int, float], np.random.get_state())
-    plain = {"python": [version, list(state), gauss], "numpy": [name, keys.tolist(), pos, has_gauss, cached]}
-    return tensors, plain
-
-
-def _set_rng_state(tensors: dict[str, torch.Tensor], plain: dict[str, Any]) -> None:
-    torch.set_rng_state(tensors["torch"])
-    cuda = [tensors[f"cuda{i}"] for i in range(torch.cuda.device_count()) if f"cuda{i}" in tensors]
-    if cuda:
-        torch.cuda.set_rng_state_all(cuda)
-    version, state, gauss = plain["python"]
-    random.setstate((version, tuple(state), gauss))
-    name, keys, pos, has_gauss, cached = plain["numpy"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-
-
-def save_checkpoint(
-    acc: Any, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any], path: Path
-) -> None:
-    """Write to ``path.tmp`` then rename: a crash while saving leaves the previous checkpoint intact."""
-    from safetensors.torch import save_file, save_model
-
-    tmp = path.with_name(path.name + ".tmp")
-    if acc.is_main_process:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
-    acc.wait_for_everyone()
-    tensors, plain = _rng_state()
-    save_file(tensors, str(tmp / f"rng_{acc.process_index}.safetensors"))
-    (tmp / f"rng_{acc.process_index}.json").write_text(json.dumps(plain))
-    if acc.is_main_process:
-        save_model(acc.unwrap_model(model), str(tmp / "model.safetensors"))
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-        (tmp / "trainer_state.json").write_text(json.dumps(state, indent=1))
-    acc.wait_for_everyone()
-    if acc.is_main_process:
-        shutil.rmtree(path, ignore_errors=True)
-        tmp.rename(path)
-    acc.wait_for_everyone()
-
-
-def load_checkpoint(acc: Any, model: Any, path: Path) -> dict[str, Any]:
-    """Model weights and RNG states now; optimizer/scheduler states are returned for their phase."""
-    from safetensors.torch import load_file, load_model
-
-    load_model(acc.unwrap_model(model), str(path / "model.safetensors"), device=str(acc.device))
-    state: dict[str, Any] = json.loads((path / "trainer_state.json").read_text())
-    state["_rng"] = (
-        load_file(str(path / f"rng_{acc.process_index}.safetensors")),
-        json.loads((path / f"rng_{acc.process_index}.json").read_text()),
-    )
-    state["_optimizer"] = torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True)
-    state["_scheduler"] = torch.load(path / "scheduler.pt", weights_only=True)
-    return state
-
-
-def save_model_folder(acc: Any, model: Any, tokenizer: Any, cfg: dict[str, Any], out: Path) -> None:
-    """A ``from_pretrained`` folder: config, safetensors, tokenizer, experts/ (PEFT), training_args.yaml."""
-    if not acc.is_main_process:
-        return
-    unwrapped = acc.unwrap_model(model)
-    out.mkdir(parents=True, exist_ok=True)
-    unwrapped.save_pretrained(str(out), safe_serialization=True)
-    tokenizer.save_pretrained(str(out))
-    if unwrapped.config.moe:
-        unwrapped.save_experts(out / "experts")
-    (out / "training_args.yaml").write_text(yaml.safe_dump(cfg, sort_keys=False))
 
 
 # -- evaluation ----------------------------------------------------------------------------------
@@ -405,7 +265,7 @@ class TrainRecipe:
             if self.resumed and index == state["phase"]:
                 self.optimizer.load_state_dict(self.resumed["_optimizer"])
                 self.scheduler.load_state_dict(self.resumed["_scheduler"])
-                _set_rng_state(*self.resumed["_rng"])
+                set_rng_state(*self.resumed["_rng"])
             else:
                 state.update(phase=index, epoch=0, batch=0, phase_step=0)
             self._run_phase(phase, epochs, total)

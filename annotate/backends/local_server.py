@@ -5,15 +5,27 @@ Why a subprocess speaking HTTP rather than ``llama_cpp.Llama`` in-process: the s
 laptop demo, CI and a rack of vLLM servers, and a crash of the native library cannot take the
 pipeline down with it. The server is always stopped on exit (SIGTERM, then SIGKILL), also when
 the body raises, so no test or run leaves a model loaded in the background.
+
+Chat format: a GGUF that carries a chat template in its metadata gets it from llama.cpp. The
+default model (Gemma 3 270M) has none, and llama.cpp would then fall back to the Llama-2
+``[INST]`` format, which Gemma does not know. For a Gemma GGUF without a template the server is
+given :data:`GEMMA_CHAT_TEMPLATE` (Gemma's turn format, the system prompt folded into the first
+user turn as Google's own template does) through ``--chat_format hf-tokenizer-config``. llama.cpp's
+built-in ``--chat_format gemma`` is not used: it silently drops every system message, and with
+it the pipeline's instructions. Both go through the same llama-cpp-python completion handler, so
+``response_format={"type": "json_object", "schema": ...}`` stays grammar-constrained.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
+import json
+import mmap
 import os
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -22,14 +34,142 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 from types import TracebackType
+from typing import Any, ClassVar
 
 INSTALL_HINT = "pip install 'openie4pp[local]'"
+
+GEMMA_CHAT_TEMPLATE = (
+    "{{ bos_token }}"
+    "{%- set ns = namespace(system='', first=true) -%}"
+    "{%- for message in messages if message['role'] == 'system' -%}"
+    "{%- set ns.system = ns.system + (message['content'] | trim) + '\n\n' -%}"
+    "{%- endfor -%}"
+    "{%- for message in messages if message['role'] != 'system' -%}"
+    "{%- set role = 'model' if message['role'] == 'assistant' else 'user' -%}"
+    "{%- if loop.last and role == 'model' and not message['content'] -%}"
+    "{{ '<start_of_turn>model\n' }}"
+    "{%- else -%}"
+    "{{ '<start_of_turn>' + role + '\n' }}"
+    "{%- if ns.first and role == 'user' -%}{{ ns.system }}{%- endif -%}"
+    "{%- set ns.first = false -%}"
+    "{{ (message['content'] or '') | trim }}{{ '<end_of_turn>\n' }}"
+    "{%- if loop.last and add_generation_prompt -%}{{ '<start_of_turn>model\n' }}{%- endif -%}"
+    "{%- endif -%}"
+    "{%- endfor -%}"
+)
+"""Gemma's chat format as a Hugging Face chat template: ``<start_of_turn>user\\n...<end_of_turn>\\n``,
+``assistant`` as ``model``, every system message prepended to the first user turn (Gemma has no
+system role), and an open ``<start_of_turn>model\\n`` to answer in. llama-cpp-python's
+``hf-tokenizer-config`` handler asks for the answer by appending an empty assistant message
+(it passes no ``add_generation_prompt``); that message is rendered as the open model turn.
+Message contents are text (what the pipeline sends)."""
+
+GEMMA_ARCHITECTURES = frozenset({"gemma", "gemma2", "gemma3", "gemma3n"})
+"""GGUF ``general.architecture`` values whose chat format is the Gemma turn format above
+(Gemma 4 has its own handler in llama-cpp-python)."""
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def gguf_metadata(path: str | os.PathLike[str], keys: tuple[str, ...]) -> dict[str, object]:
+    """The scalar metadata values ``keys`` of a GGUF file (those present), read from its header
+    without loading the model or the native library. Arrays (the vocabulary) are skipped."""
+    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
+        return _GGUFHeader(buf).scalars(set(keys))
+
+
+class _GGUFHeader:
+    """A cursor over a GGUF header (v2+: little-endian, 64-bit lengths)."""
+
+    SCALARS: ClassVar[dict[int, str]] = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f",
+                                         7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
+    STRING, ARRAY = 8, 9
+
+    def __init__(self, buf: mmap.mmap) -> None:
+        self.buf, self.pos = buf, 0
+
+    def scalars(self, wanted: set[str]) -> dict[str, object]:
+        if self.buf[:4] != b"GGUF":
+            raise ValueError("not a GGUF file")
+        self.pos = 4
+        if self.read("<I") < 2:
+            raise ValueError("GGUF v1 is not supported")
+        self.read("<Q")  # tensor count
+        found: dict[str, object] = {}
+        for _ in range(self.read("<Q")):
+            key = self.read_str()
+            vtype = self.read("<I")
+            if key in wanted and vtype != self.ARRAY:
+                found[key] = self.read_str() if vtype == self.STRING else self.read(self.scalar(vtype))
+                if len(found) == len(wanted):
+                    break
+            else:
+                self.skip(vtype)
+        return found
+
+    def scalar(self, vtype: int) -> str:
+        if vtype not in self.SCALARS:
+            raise ValueError(f"unknown GGUF value type {vtype}")
+        return self.SCALARS[vtype]
+
+    def read(self, fmt: str) -> Any:
+        value = struct.unpack_from(fmt, self.buf, self.pos)[0]
+        self.pos += struct.calcsize(fmt)
+        return value
+
+    def read_str(self) -> str:
+        n = self.read("<Q")
+        self.pos += n
+        if self.pos > len(self.buf):
+            raise ValueError("truncated GGUF header")
+        return self.buf[self.pos - n:self.pos].decode("utf-8", errors="replace")
+
+    def skip(self, vtype: int) -> None:
+        if vtype == self.STRING:
+            n = self.read("<Q")
+            self.pos += n
+        elif vtype == self.ARRAY:
+            item_type, count = self.read("<I"), self.read("<Q")
+            if item_type in self.SCALARS:
+                self.pos += struct.calcsize(self.SCALARS[item_type]) * count
+            elif item_type == self.STRING:  # the vocabulary: 262k strings for Gemma 3, kept tight
+                pos, buf, unpack = self.pos, self.buf, struct.unpack_from
+                for _ in range(count):
+                    pos += 8 + unpack("<Q", buf, pos)[0]
+                self.pos = pos
+            else:
+                for _ in range(count):
+                    self.skip(item_type)
+        else:
+            self.pos += struct.calcsize(self.scalar(vtype))
+
+
+def needs_gemma_template(model_path: str | os.PathLike[str]) -> bool:
+    """True for a Gemma GGUF without a chat template of its own (llama.cpp would fall back to
+    the Llama-2 format for it)."""
+    try:
+        meta = gguf_metadata(model_path, ("general.architecture", "tokenizer.chat_template"))
+    except (OSError, ValueError, struct.error):  # not readable: llama.cpp will say what is wrong
+        return False
+    return meta.get("general.architecture") in GEMMA_ARCHITECTURES and not meta.get("tokenizer.chat_template")
+
+
+def gemma_tokenizer_config() -> dict[str, str]:
+    """What ``--hf_tokenizer_config_path`` reads: the template and its special tokens. The
+    ``eos_token`` is also the handler's stop string: ``<end_of_turn>`` ends a Gemma answer."""
+    return {"chat_template": GEMMA_CHAT_TEMPLATE, "bos_token": "<bos>", "eos_token": "<end_of_turn>"}
+
+
+def default_threads() -> int:
+    """Threads for generation. llama-cpp-python's own default is half the logical CPUs (to skip
+    hyper-threads), which on a 2-core laptop or CI runner leaves one core idle while the single
+    request it serves decodes: small machines get every core, larger ones half of them."""
+    cpus = os.cpu_count() or 1
+    return cpus if cpus <= 4 else cpus // 2
 
 
 def default_model_path() -> str:
@@ -47,18 +187,29 @@ class LocalLlamaServer:
 
     ``base_url`` (``http://127.0.0.1:PORT/v1``) and ``model`` (the name to send) are what an
     :class:`OpenAICompatBackend` needs; no API key is needed for a loopback endpoint.
+
+    ``chat_format``: ``"auto"`` (default) gives a Gemma GGUF without a chat template of its own
+    (the default model) the Gemma format, and leaves any other model to llama.cpp (its GGUF
+    template); ``"gemma"`` forces :data:`GEMMA_CHAT_TEMPLATE`; None leaves it to llama.cpp; any
+    other string is passed as ``--chat_format`` (a llama-cpp-python format name). A
+    ``--chat_format`` in ``extra_args`` wins over all of these.
     """
 
     def __init__(self, model_path: str | None = None, *, n_ctx: int = 4096, n_threads: int | None = None,
                  port: int | None = None, startup_timeout_s: float = 120, stop_timeout_s: float = 10,
-                 extra_args: list[str] | None = None) -> None:
+                 chat_format: str | None = "auto", extra_args: list[str] | None = None) -> None:
         self.model_path = model_path
+        self.requested_chat_format = chat_format
         self.n_ctx = n_ctx
-        self.n_threads = n_threads
+        self.n_threads = n_threads or default_threads()
         self.port = port
         self.startup_timeout_s = startup_timeout_s
         self.stop_timeout_s = stop_timeout_s
         self.extra_args = list(extra_args or [])
+        self.chat_format: str | None = None
+        """The chat format the server was started with: ``"gemma"`` (:data:`GEMMA_CHAT_TEMPLATE`),
+        a llama-cpp-python ``--chat_format`` name, or None (llama.cpp's choice: the GGUF's template)."""
+        self.command: list[str] = []
         self.model = ""
         self.base_url = ""
         self.log_path: Path | None = None
@@ -85,7 +236,9 @@ class LocalLlamaServer:
                "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(self.n_ctx)]
         if self.n_threads:
             cmd += ["--n_threads", str(self.n_threads)]
+        cmd += self._chat_format_args(model_path, Path(self._log_dir))
         cmd += self.extra_args
+        self.command = cmd
         started = time.monotonic()
         with self.log_path.open("wb") as log_file:
             # Own session: a Ctrl-C in the terminal reaches us, and we stop the server ourselves.
@@ -100,6 +253,24 @@ class LocalLlamaServer:
             raise
         self.startup_s = time.monotonic() - started
         return self
+
+    def _chat_format_args(self, model_path: str, workdir: Path) -> list[str]:
+        for i, arg in enumerate(self.extra_args):  # the caller's own --chat_format wins
+            if arg == "--chat_format" or arg.startswith("--chat_format="):
+                value = arg.partition("=")[2] or " ".join(self.extra_args[i + 1:i + 2])
+                self.chat_format = value or None
+                return []
+        wanted = self.requested_chat_format
+        if wanted == "auto":
+            wanted = "gemma" if needs_gemma_template(model_path) else None
+        self.chat_format = wanted
+        if wanted is None:
+            return []
+        if wanted != "gemma":
+            return ["--chat_format", wanted]
+        config = workdir / "tokenizer_config.json"
+        config.write_text(json.dumps(gemma_tokenizer_config(), ensure_ascii=False), encoding="utf-8")
+        return ["--chat_format", "hf-tokenizer-config", "--hf_tokenizer_config_path", str(config)]
 
     def _wait_ready(self, started: float) -> None:
         assert self._proc is not None

@@ -23,13 +23,20 @@ from dataclasses import dataclass
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import openai
-from openai.types.chat import ChatCompletion
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_random_exponential
 
 from ..llm import ChatRequest, ChatResponse, RequestFailed, StructuredMode
 from . import append_schema_instruction
+from .transport import (
+    HTTPAnswer,
+    HTTPClientSetting,
+    Transport,
+    TransportConnectionError,
+    TransportTimeout,
+    make_transport,
+    resolve_http_client,
+)
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +44,6 @@ StructuredSetting = Literal["auto", "json_schema", "json_object", "none"]
 _MODE_ORDER: tuple[StructuredMode, ...] = ("json_schema", "json_object", "none")
 _FORMAT_WORDS = ("response_format", "json_schema", "json_object", "schema", "grammar", "structured")
 _RETRY_STATUSES = frozenset({408, 409, 429})
-PLACEHOLDER_KEY = "not-needed"
 
 
 class _Retryable(Exception):
@@ -62,28 +68,16 @@ class _Fatal(Exception):
         self.status = status
 
 
-POOL_SHARD = 8
-"""Connections per HTTP client. An endpoint gets several clients (used in turn) rather than one big
-pool: httpx's pool checks every idle connection (a ``poll`` syscall each) whenever a request
-starts or ends, so its cost per request grows with the pool; at 64 requests in flight one pool
-took about a quarter of the client's CPU (cProfile of benchmarks/annotate_throughput.py)."""
-
-
 @dataclass(eq=False)
 class _Endpoint:
     name: str
-    clients: list[openai.AsyncOpenAI]
+    transport: Transport
     mode: StructuredMode
     in_flight: int = 0
     failures: int = 0
     benched_until: float = 0.0
     served: int = 0
     max_tokens_field: str = "max_tokens"
-    turn: int = 0
-
-    def next_client(self) -> openai.AsyncOpenAI:
-        self.turn += 1
-        return self.clients[self.turn % len(self.clients)]
 
 
 def endpoint_name(url: str) -> str:
@@ -132,9 +126,9 @@ def _schema_name(name: str) -> str:
     return (re.sub(r"[^A-Za-z0-9_-]", "_", name) or "answer")[:64]
 
 
-def _error_text(exc: openai.APIStatusError) -> str:
-    body = exc.body if isinstance(exc.body, (dict, list, str)) else None
-    return f"{exc.message} {json.dumps(body) if body is not None else ''}".strip()
+def _error_text(answer: HTTPAnswer) -> str:
+    """The error body as text (servers put their reason there, as JSON or plain text)."""
+    return answer.content[:2000].decode("utf-8", errors="replace").strip()
 
 
 class OpenAICompatBackend:
@@ -143,14 +137,16 @@ class OpenAICompatBackend:
     ``backoff_base_s``/``backoff_max_s`` shape the exponential backoff with full jitter (tests make
     them tiny); ``bench_after`` consecutive endpoint failures bench an endpoint for ``bench_s``.
     ``latency_s`` in the answer is the wall time of :meth:`complete`, retries included: what the
-    pipeline waited. ``max_in_flight`` (the caller's concurrency) sizes the HTTP clients per
-    endpoint (:data:`POOL_SHARD` connections each); more requests than that still work.
+    pipeline waited. ``http_client``: ``auto`` (aiohttp when installed, else the SDK), ``aiohttp``
+    or ``openai`` (see :mod:`.transport`); ``max_in_flight`` (the caller's concurrency) sizes the
+    SDK's connection pools; more requests than that still work.
     """
 
     def __init__(self, endpoints: list[str], model: str, *, api_key_env: str = "OPENAI_API_KEY",
                  timeout_s: float = 60, max_attempts: int = 6, structured: StructuredSetting = "auto",
                  bench_s: float = 30, max_retry_wait_s: float = 60, backoff_base_s: float = 0.5,
-                 backoff_max_s: float = 20, bench_after: int = 3, max_in_flight: int = 16) -> None:
+                 backoff_max_s: float = 20, bench_after: int = 3, max_in_flight: int = 16,
+                 http_client: HTTPClientSetting = "auto") -> None:
         if not endpoints:
             raise ValueError("OpenAICompatBackend needs at least one endpoint URL")
         if structured not in ("auto", *_MODE_ORDER):
@@ -169,11 +165,10 @@ class OpenAICompatBackend:
                 f"no API key for {', '.join(remote)}: set the environment variable {api_key_env}")
         self._redact = _redactor(key)
         start_mode: StructuredMode = "json_schema" if structured == "auto" else structured
-        shards = max(1, -(-max_in_flight // POOL_SHARD))
+        self.http_client = resolve_http_client(http_client)
         self._endpoints = [
-            _Endpoint(name=endpoint_name(url), mode=start_mode, clients=[openai.AsyncOpenAI(
-                base_url=url, api_key=key or PLACEHOLDER_KEY, timeout=timeout_s, max_retries=0)
-                for _ in range(shards)])
+            _Endpoint(name=endpoint_name(url), mode=start_mode, transport=make_transport(
+                self.http_client, url, key, timeout_s=timeout_s, max_in_flight=max_in_flight))
             for url in endpoints
         ]
         self._rr = 0
@@ -181,7 +176,7 @@ class OpenAICompatBackend:
     def __repr__(self) -> str:
         names = ", ".join(ep.name for ep in self._endpoints)
         return (f"OpenAICompatBackend(model={self.model!r}, endpoints=[{names}], "
-                f"structured={self.structured!r})")
+                f"structured={self.structured!r}, http_client={self.http_client!r})")
 
     def endpoint_stats(self) -> list[dict[str, Any]]:
         """Per endpoint: requests served, in flight, structured mode, and whether it is benched now."""
@@ -191,13 +186,28 @@ class OpenAICompatBackend:
 
     async def aclose(self) -> None:
         for ep in self._endpoints:
-            for client in ep.clients:
-                await client.close()
+            await ep.transport.aclose()
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
         start = time.monotonic()
+        try:
+            # the common case, one attempt that works, skips the retry machinery (tenacity costs
+            # ~0.15 ms of CPU per loop, a twentieth of the client's budget at 300 requests/s)
+            response, attempts = await self._attempt(request, None), 1
+        except _Retryable as first:
+            response, attempts = await self._retry(request, first)
+        except _Fatal as exc:
+            raise RequestFailed(exc.detail, status=exc.status, retries=0) from None
+        response.latency_s = time.monotonic() - start
+        response.retries = attempts - 1
+        return response
+
+    async def _retry(self, request: ChatRequest, first: _Retryable) -> tuple[ChatResponse, int]:
+        """Attempts 2.. after ``first`` failed: tenacity's loop, whose first iteration replays the
+        failure it did not see, so waits, attempt numbers and logs are as if it had run them all."""
         attempts = 0
-        avoid: _Endpoint | None = None
+        avoid: _Endpoint | None = first.endpoint
+        replay: _Retryable | None = first
         retrying = AsyncRetrying(stop=stop_after_attempt(self.max_attempts), wait=self._wait,
                                  retry=retry_if_exception_type(_Retryable), before_sleep=self._log_retry,
                                  reraise=True)
@@ -205,6 +215,9 @@ class OpenAICompatBackend:
             async for attempt in retrying:
                 with attempt:
                     attempts += 1
+                    if replay is not None:
+                        failed, replay = replay, None
+                        raise failed
                     try:
                         response = await self._attempt(request, avoid)
                     except _Retryable as exc:
@@ -215,9 +228,7 @@ class OpenAICompatBackend:
                                 retries=attempts - 1) from None
         except _Fatal as exc:
             raise RequestFailed(exc.detail, status=exc.status, retries=attempts - 1) from None
-        response.latency_s = time.monotonic() - start
-        response.retries = attempts - 1
-        return response
+        return response, attempts
 
     # -- retry policy -------------------------------------------------------------------------
 
@@ -276,52 +287,40 @@ class OpenAICompatBackend:
         mode: StructuredMode = ep.mode if request.schema is not None else "none"
         while True:
             try:
-                # client.post, not chat.completions.create: the body is plain JSON already, and the
-                # SDK's recursive, type-driven transform of the params (the messages and the JSON
-                # schema) cost ~2.5 ms of CPU per request, the client's largest cost at 300 req/s.
-                completion = await ep.next_client().post(
-                    "/chat/completions", cast_to=ChatCompletion, body=self._build(ep, request, mode)
-                )
-            except openai.APIStatusError as exc:
-                lower = self._negotiate(ep, request, mode, exc)
-                if lower is not None:
-                    mode = lower
-                    continue
-                raise self._classify(ep, exc) from None
-            except openai.APITimeoutError:
+                answer = await ep.transport.post(self._body(ep, request, mode))
+            except TransportTimeout:
                 self._note_failure(ep)
                 raise _Retryable(f"{ep.name}: timed out", status=None, endpoint=ep,
                                  endpoint_fault=True) from None
-            except openai.APIConnectionError as exc:
+            except TransportConnectionError as exc:
                 self._note_failure(ep)
-                raise _Retryable(f"{ep.name}: connection error ({self._redact(str(exc.__cause__ or exc))})",
+                raise _Retryable(f"{ep.name}: connection error ({self._redact(str(exc))})",
                                  status=None, endpoint=ep, endpoint_fault=True) from None
-            except openai.APIError as exc:  # e.g. a malformed body: the server is not itself
-                raise _Retryable(f"{ep.name}: bad response ({self._redact(exc.message)})", status=None,
-                                 endpoint=ep) from None
-            break
+            if 200 <= answer.status < 300:
+                break
+            lower = self._negotiate(ep, request, mode, answer)
+            if lower is None:
+                raise self._classify(ep, answer)
+            mode = lower
         ep.failures = 0
         ep.served += 1
-        if not completion.choices:
-            raise _Retryable(f"{ep.name}: answer without choices", status=None, endpoint=ep)
-        usage = completion.usage
-        return ChatResponse(
-            content=completion.choices[0].message.content or "", model=self.model, endpoint=ep.name,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0, structured=mode)
+        content, prompt_tokens, completion_tokens = _parse_completion(ep, answer.content)
+        return ChatResponse(content=content, model=self.model, endpoint=ep.name, prompt_tokens=prompt_tokens,
+                            completion_tokens=completion_tokens, structured=mode)
 
     def _negotiate(self, ep: _Endpoint, request: ChatRequest, mode: StructuredMode,
-                   exc: openai.APIStatusError) -> StructuredMode | None:
+                   answer: HTTPAnswer) -> StructuredMode | None:
         """The next structured mode to try after a 400/422 that rejects the current one, or None.
 
         Remembered per endpoint (never upgraded again), so the next request goes straight to the
         mode that works. Negotiation steps are not retries: they do not use up attempts. Also
         switches ``max_tokens`` to ``max_completion_tokens`` where a server asks for that.
         """
-        text = _error_text(exc).lower()
+        text = _error_text(answer).lower()
+        status = answer.status
         # llama-cpp-python's server answers an unsupported response_format with a 500 that quotes
         # its own validation error; any other 500 is a server fault and goes to the retry policy.
-        if exc.status_code not in (400, 422) and not (exc.status_code == 500 and "response_format" in text):
+        if status not in (400, 422) and not (status == 500 and "response_format" in text):
             return None
         if "max_completion_tokens" in text and ep.max_tokens_field == "max_tokens":
             ep.max_tokens_field = "max_completion_tokens"
@@ -333,21 +332,26 @@ class OpenAICompatBackend:
         lower = _MODE_ORDER[_MODE_ORDER.index(mode) + 1]
         if _MODE_ORDER.index(lower) > _MODE_ORDER.index(ep.mode):
             log.info("endpoint %s rejected response_format %s (HTTP %d); using %s from now on",
-                     ep.name, mode, exc.status_code, lower)
+                     ep.name, mode, status, lower)
             ep.mode = lower
         return lower
 
-    def _classify(self, ep: _Endpoint, exc: openai.APIStatusError) -> Exception:
-        status = exc.status_code
-        detail = f"{ep.name}: HTTP {status}: {self._redact(_error_text(exc))[:500]}"
+    def _classify(self, ep: _Endpoint, answer: HTTPAnswer) -> Exception:
+        status = answer.status
+        detail = f"{ep.name}: HTTP {status}: {self._redact(_error_text(answer))[:500]}"
         if status >= 500:
             self._note_failure(ep)
             return _Retryable(detail, status=status, endpoint=ep, endpoint_fault=True,
-                              retry_after=parse_retry_after(exc.response.headers))
+                              retry_after=parse_retry_after(answer.headers))
         if status in _RETRY_STATUSES:
             return _Retryable(detail, status=status, endpoint=ep,
-                              retry_after=parse_retry_after(exc.response.headers))
+                              retry_after=parse_retry_after(answer.headers))
         return _Fatal(detail, status=status)
+
+    def _body(self, ep: _Endpoint, request: ChatRequest, mode: StructuredMode) -> bytes:
+        """The chat-completions request body, serialised once, as the SDK would (compact UTF-8 JSON)."""
+        return json.dumps(self._build(ep, request, mode), ensure_ascii=False, separators=(",", ":"),
+                          allow_nan=False).encode()
 
     def _build(self, ep: _Endpoint, request: ChatRequest, mode: StructuredMode) -> dict[str, Any]:
         """The JSON body of the chat-completions request."""
@@ -361,12 +365,42 @@ class OpenAICompatBackend:
             kwargs["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": _schema_name(request.schema_name), "schema": schema, "strict": False}}
         elif schema is not None and mode == "json_object":
-            # Not in the SDK's typed params (llama.cpp's extension): the body is sent as it is.
+            # llama.cpp's extension (the schema next to the type): not in OpenAI's API
             kwargs["response_format"] = {"type": "json_object", "schema": schema}
         elif schema is not None:
             messages = append_schema_instruction(messages, request.schema_name, schema)
         kwargs["messages"] = messages
         return kwargs
+
+
+def _parse_completion(ep: _Endpoint, raw: bytes) -> tuple[str, int, int]:
+    """Content, prompt tokens and completion tokens of a chat-completions answer body.
+
+    As lenient as the SDK's ``ChatCompletion``, which it builds without validation: a missing or
+    null ``content`` is "", a missing ``usage`` is 0 tokens. An answer that is not a JSON object
+    or has no choice is a bad response, retried without blaming the endpoint.
+    """
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        raise _Retryable(f"{ep.name}: bad response (not a JSON object)", status=None, endpoint=ep)
+    choices = data.get("choices")
+    if not choices or not isinstance(choices, list):
+        raise _Retryable(f"{ep.name}: answer without choices", status=None, endpoint=ep)
+    first = choices[0]
+    message = first.get("message") if isinstance(first, dict) else None
+    content = message.get("content") if isinstance(message, dict) else None
+    usage = data.get("usage")
+    if not isinstance(usage, dict):
+        usage = {}
+    return (content if isinstance(content, str) else "", _count(usage.get("prompt_tokens")),
+            _count(usage.get("completion_tokens")))
+
+
+def _count(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _redactor(secret: str | None) -> Callable[[str], str]:

