@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,20 +29,6 @@ from openie4pp.schema import Record, RejectionReason, sentence_id_for
 from openie4pp.validate import validate_paths
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def _server() -> Iterator[FakeServerProcess]:
-    server = spawn("--responder", "annotate_responder:respond")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def server(_server: FakeServerProcess) -> FakeServerProcess:
-    _server.set_script([], latency_ms=0)
-    _server.reset()
-    return _server
 
 
 def annotate_args(server: FakeServerProcess, source: Path, out: Path, *extra: str) -> list[str]:

@@ -17,7 +17,6 @@ import json
 import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from annotate_responder import Outcome
-from fake_openai_server import FakeServerProcess, spawn
+from fake_openai_server import FakeServerProcess
 from openie4pp.annotate.backends import CachedBackend, OpenAICompatBackend
 from openie4pp.annotate.inputs import read_inputs
 from openie4pp.annotate.pipeline import Pipeline, PipelineConfig
@@ -100,20 +99,6 @@ BAD_LINES = [
     ('["not", "an", "object"]', "schema_invalid"),
     ('{"id": "bad-nolang", "text": "A sentence without a language."}', "schema_invalid"),
 ]
-
-
-@pytest.fixture(scope="module")
-def _server() -> Iterator[FakeServerProcess]:
-    server = spawn("--responder", "annotate_responder:respond")
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def server(_server: FakeServerProcess) -> FakeServerProcess:
-    _server.set_script([], latency_ms=0)
-    _server.reset()
-    return _server
 
 
 def write_jsonl(path: Path, lines: list[str]) -> Path:
