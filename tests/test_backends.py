@@ -111,6 +111,16 @@ def test_success_fills_response(http_client: str, server: FakeServerProcess) -> 
     assert logged["response_format"] == "json_schema" and logged["has_schema"] and logged["status"] == 200
 
 
+def test_one_backend_serves_several_event_loops(http_client: str, server: FakeServerProcess) -> None:
+    """``asyncio.run`` twice with one backend (a notebook, a script calling the pipeline twice): the
+    HTTP session of the first loop must not be reused in the second."""
+    b = backend(server)
+    first = run(b.complete(request()))
+    second = run(b.complete(request("again <sentence>Rome is old.</sentence>")))
+    run(b.aclose())
+    assert first.content == second.content and len(server.requests()) == 2
+
+
 def test_free_text_request_sends_no_response_format(server: FakeServerProcess) -> None:
     (resp,) = run(ask(backend(server), request(schema=None)))
     assert resp.structured == "none"

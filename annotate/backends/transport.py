@@ -79,7 +79,8 @@ def make_transport(setting: str, base_url: str, api_key: str | None, *, timeout_
 class AiohttpTransport:
     """One ``aiohttp.ClientSession`` per endpoint, keep-alive connections, no pool limit (the
     pipeline's concurrency bounds what is in flight). The session is created on first use, inside
-    the running event loop, as aiohttp requires."""
+    the running event loop, as aiohttp requires, and anew if a later call runs in another loop.
+    ``trust_env``: proxy settings (``HTTPS_PROXY``, ``NO_PROXY``) apply as they do for the SDK."""
 
     name = "aiohttp"
 
@@ -91,17 +92,20 @@ class AiohttpTransport:
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
         self._session: Any = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     def _open(self) -> Any:
         import aiohttp
 
-        if self._session is None or self._session.closed:
+        loop = asyncio.get_running_loop()
+        if self._session is None or self._session.closed or self._loop is not loop:
+            self._loop = loop
             self._session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
                 headers=self.headers,
                 raise_for_status=False,
-                auto_decompress=True,
+                trust_env=True,
             )
         return self._session
 
@@ -119,35 +123,48 @@ class AiohttpTransport:
             raise TransportConnectionError(f"{type(exc).__name__}: {exc}") from None
 
     async def aclose(self) -> None:
-        if self._session is not None and not self._session.closed:
+        same_loop = self._loop is asyncio.get_running_loop()
+        if self._session is not None and not self._session.closed and same_loop:
             await self._session.close()
+        self._session = self._loop = None
 
 
 class OpenAISDKTransport:
     """The official SDK's ``AsyncOpenAI.post`` with the body as raw content (the SDK's recursive,
     type-driven transform of params cost ~2.5 ms of CPU per request) and the raw response back.
-    SDK retries are off: the backend's policy is the only one."""
+    SDK retries are off: the backend's policy is the only one. The clients' connection pools
+    belong to one event loop, so a call from another loop gets fresh clients."""
 
     name = "openai"
 
     def __init__(self, base_url: str, api_key: str | None, *, timeout_s: float, max_in_flight: int) -> None:
+        self.base_url, self.api_key, self.timeout_s = base_url, api_key, timeout_s
+        self.shards = max(1, -(-max_in_flight // POOL_SHARD))
+        self.clients: list[Any] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.turn = 0
+
+    def _open(self) -> list[Any]:
         import openai
 
-        shards = max(1, -(-max_in_flight // POOL_SHARD))
-        self.clients = [
-            openai.AsyncOpenAI(base_url=base_url, api_key=api_key or "not-needed", timeout=timeout_s,
-                               max_retries=0)
-            for _ in range(shards)
-        ]
-        self.turn = 0
+        loop = asyncio.get_running_loop()
+        if not self.clients or self._loop is not loop:
+            self._loop = loop
+            self.clients = [
+                openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key or "not-needed",
+                                   timeout=self.timeout_s, max_retries=0)
+                for _ in range(self.shards)
+            ]
+        return self.clients
 
     async def post(self, body: bytes) -> HTTPAnswer:
         import openai
 
         from ._sdk_http import Response  # the HTTP library the SDK is built on
 
+        clients = self._open()
         self.turn += 1
-        client = self.clients[self.turn % len(self.clients)]
+        client = clients[self.turn % len(clients)]
         try:
             response = await client.post("/chat/completions", cast_to=Response, content=body)
         except openai.APIStatusError as exc:
@@ -159,5 +176,7 @@ class OpenAISDKTransport:
         return HTTPAnswer(response.status_code, response.headers, response.content)
 
     async def aclose(self) -> None:
-        for client in self.clients:
-            await client.close()
+        if self._loop is asyncio.get_running_loop():
+            for client in self.clients:
+                await client.close()
+        self.clients, self._loop = [], None
