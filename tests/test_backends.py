@@ -121,6 +121,20 @@ def test_one_backend_serves_several_event_loops(http_client: str, server: FakeSe
     assert first.content == second.content and len(server.requests()) == 2
 
 
+def test_proxy_settings_are_read_once_per_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    from openie4pp.annotate.backends.transport import AiohttpTransport, env_proxy_for
+
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert env_proxy_for("https://api.example.com/v1") is None
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    assert env_proxy_for("https://api.example.com/v1/chat/completions") == "http://proxy.internal:3128"
+    assert env_proxy_for("http://gpu1:8000/v1") is None  # no HTTP_PROXY
+    assert AiohttpTransport("https://api.example.com/v1", None, timeout_s=1).proxy == "http://proxy.internal:3128"
+    monkeypatch.setenv("NO_PROXY", "api.example.com")
+    assert env_proxy_for("https://api.example.com/v1") is None
+
+
 def test_free_text_request_sends_no_response_format(server: FakeServerProcess) -> None:
     (resp,) = run(ask(backend(server), request(schema=None)))
     assert resp.structured == "none"

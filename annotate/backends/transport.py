@@ -76,11 +76,23 @@ def make_transport(setting: str, base_url: str, api_key: str | None, *, timeout_
     return OpenAISDKTransport(base_url, api_key, timeout_s=timeout_s, max_in_flight=max_in_flight)
 
 
+def env_proxy_for(url: str) -> str | None:
+    """The proxy the environment names for ``url`` (``HTTP(S)_PROXY``, minus ``NO_PROXY``), or None."""
+    import urllib.request
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return urllib.request.getproxies().get(parts.scheme) or None
+
+
 class AiohttpTransport:
     """One ``aiohttp.ClientSession`` per endpoint, keep-alive connections, no pool limit (the
     pipeline's concurrency bounds what is in flight). The session is created on first use, inside
     the running event loop, as aiohttp requires, and anew if a later call runs in another loop.
-    ``trust_env``: proxy settings (``HTTPS_PROXY``, ``NO_PROXY``) apply as they do for the SDK."""
+    Proxy settings (``HTTPS_PROXY``, ``NO_PROXY``) apply as they do for the SDK, resolved once per
+    endpoint: aiohttp's ``trust_env`` looks them up on every request, ~1 ms of CPU each time."""
 
     name = "aiohttp"
 
@@ -91,6 +103,7 @@ class AiohttpTransport:
                         "User-Agent": "openie4pp (aiohttp)"}
         if api_key:
             self.headers["Authorization"] = f"Bearer {api_key}"
+        self.proxy = env_proxy_for(self.url)
         self._session: Any = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
@@ -105,7 +118,6 @@ class AiohttpTransport:
                 timeout=aiohttp.ClientTimeout(total=self.timeout_s),
                 headers=self.headers,
                 raise_for_status=False,
-                trust_env=True,
             )
         return self._session
 
@@ -114,7 +126,7 @@ class AiohttpTransport:
 
         session = self._open()
         try:
-            async with session.post(self.url, data=body, allow_redirects=True) as response:
+            async with session.post(self.url, data=body, proxy=self.proxy) as response:
                 content = await response.read()
                 return HTTPAnswer(response.status, response.headers, content)
         except asyncio.TimeoutError:  # aiohttp's ServerTimeoutError is one too
