@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import hashlib
 import json
-import os
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -45,6 +44,7 @@ from openie4pp.annotate.stats import Prices, RunStats
 from pydantic import BaseModel
 
 from openie4pp.jsonl import iter_jsonl_lines
+from openie4pp.paths import write_text_atomic
 from openie4pp.schema import (
     Provenance,
     Record,
@@ -53,6 +53,8 @@ from openie4pp.schema import (
     Sentence,
     Source,
     TokenUsage,
+    candidate_field,
+    is_candidate_field,
 )
 from openie4pp.shards import ShardWriter
 
@@ -119,7 +121,7 @@ def final_rejection_ids(path: Path) -> set[str]:
     for _, raw in iter_jsonl_lines(path):
         with contextlib.suppress(ValueError):
             data = json.loads(raw)
-            if data.get("sentence_id") and not str(data.get("field") or "").startswith("candidates["):
+            if data.get("sentence_id") and not is_candidate_field(data.get("field")):
                 done.add(str(data["sentence_id"]))
     return done
 
@@ -141,15 +143,13 @@ def forget_failed_requests(path: Path) -> int:
                 isinstance(data, dict)
                 and data.get("reason") == RejectionReason.request_failed.value
                 and data.get("sentence_id")
-                and not str(data.get("field") or "").startswith("candidates[")
+                and not is_candidate_field(data.get("field"))
             ):
                 dropped += 1
             else:
                 kept.append(line)
     if dropped:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text("".join(kept), encoding="utf-8", newline="")
-        os.replace(tmp, path)
+        write_text_atomic(path, "".join(kept))
     return dropped
 
 
@@ -288,7 +288,7 @@ class Pipeline:
                     "stage2",
                     candidate.reason,
                     candidate.detail,
-                    f"candidates[{candidate.index}]",
+                    candidate_field(candidate.index),
                     raw=candidate.triple.model_dump_json(),
                 )
         if not accepted:
@@ -333,7 +333,7 @@ class Pipeline:
         raw: str | None = None,
     ) -> None:
         assert self.writer is not None
-        record_level = field is None or not field.startswith("candidates[")
+        record_level = not is_candidate_field(field)
         rejection = Rejection(
             stage=stage,  # type: ignore[arg-type]
             reason=reason,

@@ -16,6 +16,8 @@ from typing import Any
 
 from openie4pp.annotate.llm import ChatResponse
 
+from openie4pp.paths import write_text_atomic
+
 _RESERVOIR = 50_000
 
 
@@ -155,8 +157,4 @@ class RunStats:
         return data
 
     def write(self, path: Path, prices: Prices | None = None) -> None:
-        tmp = path.with_suffix(".json.tmp")
-        tmp.write_text(
-            json.dumps(self.as_dict(prices), indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
-        )
-        tmp.replace(path)
+        write_text_atomic(path, json.dumps(self.as_dict(prices), indent=2, ensure_ascii=False) + "\n")

@@ -27,8 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from openie4pp.train.data import load_records
-from openie4pp.train.extract import Extractor, write_records
+from openie4pp.train.extract import Extractor, read_sentences, write_records
 from openie4pp.train.recipe import load_config, train
 
 from openie4pp.eval.run import evaluate
@@ -55,7 +54,7 @@ def score(model_dir: Path, batch_size: int, max_length: int, limit: int | None) 
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name in BENCHMARKS:
-            sentences = [r.sentence for r in load_records([{"benchmark": name, "limit": limit}])]
+            sentences = read_sentences(name, limit=limit)
             start = time.perf_counter()
             records = extractor.records(sentences)
             seconds = time.perf_counter() - start

@@ -1,4 +1,4 @@
-"""Where shared benchmark data lives.
+"""Where shared benchmark data lives, and the one way files are replaced atomically.
 
 The benchmark files are licensed separately and are not shipped with openie4pp. They are
 looked up in ``$OPENIE4PP_BENCHMARKS`` or else in ``../shared/benchmarks`` beside a source
@@ -23,3 +23,15 @@ def benchmarks_dir() -> Path:
             return candidate
     tried = ", ".join(str(c) for c in candidates)
     raise FileNotFoundError(f"benchmark data not found (tried {tried}); set OPENIE4PP_BENCHMARKS")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` so that readers (and a crash) see the old file or the new one,
+    never half of one: written beside as ``.NAME.tmp``, flushed to disk, then renamed over it.
+    ``text`` is written as given (no newline translation), so kept lines stay byte for byte."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8", newline="") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)

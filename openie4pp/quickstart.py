@@ -38,7 +38,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from openie4pp.paths import benchmarks_dir
+from openie4pp.paths import benchmarks_dir, write_text_atomic
 from openie4pp.quickstart_report import (
     LANGUAGES,
     PROJECT_TARGETS,
@@ -60,7 +60,6 @@ class StepResult:
     status: str  # ran | reused | failed
     seconds: float
     artefact: str
-    detail: str = ""
 
 
 @dataclass
@@ -107,10 +106,10 @@ class Quickstart:
             rc = main(argv)
         seconds = time.perf_counter() - start
         if rc != 0:
-            self.results.append(StepResult(name, "failed", seconds, str(artefact), f"exit status {rc}"))
+            self.results.append(StepResult(name, "failed", seconds, str(artefact)))
             raise StepFailed(f"{name} failed (exit status {rc}); fix it and run quickstart again to resume")
         self.state[name] = {"signature": signature, "stdout": buffer.getvalue() if capture else ""}
-        _write_json_atomic(self.state_path, self.state)
+        write_text_atomic(self.state_path, json.dumps(self.state, indent=1, ensure_ascii=False))
         self.results.append(StepResult(name, "ran", seconds, str(artefact)))
         return buffer.getvalue()
 
@@ -127,40 +126,11 @@ class Quickstart:
             # llama.cpp answers one request at a time; a second one in flight only waits, and the
             # first answers of each prompt also build its JSON grammar (~10 s on two cores)
             common += ["--timeout", "300"]
-        self.step(
-            "annotate (extract mode)",
-            [
-                "annotate",
-                "--input",
-                str(inputs["extract"]),
-                "--mode",
-                "extract",
-                "--out",
-                str(silver[0]),
-                *common,
-            ],
-            [inputs["extract"]],
-            [silver[0] / "manifest.json"],
-            silver[0],
-        )
-        self.step(
-            "annotate (project mode)",
-            [
-                "annotate",
-                "--input",
-                str(inputs["project"]),
-                "--mode",
-                "project",
-                "--target-lang",
-                ",".join(PROJECT_TARGETS),
-                "--out",
-                str(silver[1]),
-                *common,
-            ],
-            [inputs["project"]],
-            [silver[1] / "manifest.json"],
-            silver[1],
-        )
+        targets = {"extract": [], "project": ["--target-lang", ",".join(PROJECT_TARGETS)]}
+        for (mode, extra), out in zip(targets.items(), silver, strict=True):
+            argv = ["annotate", "--input", str(inputs[mode]), "--mode", mode, *extra, "--out", str(out)]
+            argv += common
+            self.step(f"annotate ({mode} mode)", argv, [inputs[mode]], [out / "manifest.json"], out)
         self.step(
             "validate",
             ["validate", *map(str, silver)],
@@ -296,12 +266,6 @@ def _signature(argv: Sequence[str], inputs: Iterable[Path]) -> str:
         stat = path.stat() if path.exists() else None
         parts.append([str(path), stat.st_size if stat else None, stat.st_mtime_ns if stat else None])
     return hashlib.sha256(json.dumps(parts).encode()).hexdigest()
-
-
-def _write_json_atomic(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=1, ensure_ascii=False), encoding="utf-8")
-    tmp.replace(path)
 
 
 def _quote(arg: str) -> str:

@@ -27,7 +27,7 @@ def acceptance_table(silver: Sequence[Path], inputs: dict[str, Path]) -> dict[st
     what is on disk. Every sentence asked ends as one record or one sentence-level rejection, so
     a row's records and rejections add up to what was asked; the reasons of single candidate
     triples are in ``rejected.jsonl``."""
-    from openie4pp.schema import Record, Rejection
+    from openie4pp.schema import Record, Rejection, is_candidate_field
     from openie4pp.shards import iter_records
 
     lang_of = {
@@ -52,7 +52,7 @@ def acceptance_table(silver: Sequence[Path], inputs: dict[str, Path]) -> dict[st
         rejected = folder / "rejected.jsonl"
         for line in rejected.read_text(encoding="utf-8").splitlines() if rejected.is_file() else ():
             rejection = Rejection.model_validate_json(line)
-            if (rejection.field or "").startswith("candidates["):
+            if is_candidate_field(rejection.field):
                 continue  # one candidate triple; the sentence's own line says how it ended
             sid = rejection.sentence_id or ""
             lang = lang_of.get(sid) or sid.rsplit(".", 1)[-1]

@@ -346,6 +346,19 @@ class RejectionReason(str, Enum):
     label_scheme = "label_scheme"
 
 
+def candidate_field(index: int) -> str:
+    """The ``field`` of a rejection that concerns one candidate triple of a sentence, not the whole
+    sentence: an annotation run writes one such line per failed candidate and then one
+    sentence-level line (no such field) saying how the sentence ended."""
+    return f"candidates[{index}]"
+
+
+def is_candidate_field(field: object) -> bool:
+    """Whether a rejection's ``field`` (from a :class:`Rejection` or a raw JSON line) names one
+    candidate triple, see :func:`candidate_field`."""
+    return isinstance(field, str) and field.startswith("candidates[")
+
+
 class Rejection(_Strict):
     """An input or candidate that did not become a record, with enough context to find and fix it."""
 

@@ -34,6 +34,7 @@ from types import TracebackType
 from typing import Any
 
 from openie4pp.jsonl import TornLineWarning, iter_records_in_file
+from openie4pp.paths import write_text_atomic
 from openie4pp.schema import SCHEMA_VERSION, Record, Rejection
 
 MANIFEST, REJECTED, CARD = "manifest.json", "rejected.jsonl", "README.md"
@@ -378,13 +379,7 @@ class ShardWriter:
         }
 
     def _write_atomically(self, name: str, text: str) -> None:
-        """Readers see the old file or the new one, never half of one."""
-        tmp = self.out_dir / f".{name}.tmp"
-        with open(tmp, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, self.out_dir / name)
+        write_text_atomic(self.out_dir / name, text)
 
     def close(self) -> None:
         """Close the shards (fsync when durable), drop empty ones, write the dataset card and manifest."""

@@ -77,7 +77,10 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def gguf_metadata(path: str | os.PathLike[str], keys: tuple[str, ...]) -> dict[str, object]:
     """The scalar metadata values ``keys`` of a GGUF file (those present), read from its header
-    without loading the model or the native library. Arrays (the vocabulary) are skipped."""
+    without loading the model or the native library. Arrays (the vocabulary) are skipped.
+
+    Not ``gguf.GGUFReader`` (llama.cpp's own package): it decodes every array, and the 262k-token
+    Gemma vocabulary made it take 21 s for the default model, against 0.06 s here."""
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as buf:
         return _GGUFHeader(buf).scalars(set(keys))
 
