@@ -179,15 +179,17 @@ def parse_answer(text: str, model: type[T]) -> T:
     """
     if not text or not text.strip():
         raise AnswerInvalid("the answer was empty")
-    body = _unfence(text)
-    value, problem = _first_json_value(body)
-    if value is _NOTHING:
-        raise AnswerInvalid(problem or "no JSON object found")
-    value = _wrap_for(value, model)
     try:
+        body = _unfence(text)
+        value, problem = _first_json_value(body)
+        if value is _NOTHING:
+            raise AnswerInvalid(problem or "no JSON object found")
+        value = _wrap_for(value, model)
         return model.model_validate(value)
     except ValidationError as exc:
         raise AnswerInvalid(_summarise(exc)) from None
+    except RecursionError:  # a hostile or broken answer nested thousands deep: invalid, not a crash
+        raise AnswerInvalid("the JSON is nested too deeply") from None
 
 
 def _unfence(text: str) -> str:

@@ -17,11 +17,16 @@ Formats (``auto`` picks by suffix):
 * ``hf:NAME_OR_PATH[:split]``: a ``datasets`` dataset, streamed.
 
 A bad input line never stops the run: it becomes an :class:`InputProblem`, which the pipeline
-records as a rejection naming the file and line.
+records as a rejection naming the file and line. Text must be valid UTF-8 (a byte that is not is
+``malformed_text`` with its offset: replacing it with U+FFFD would put a corrupted sentence into
+the silver data), a leading BOM is ignored, and lines are bounded (:class:`InputLimits`): a line
+longer than the limit is skipped without being read into memory whole, and a sentence longer than
+``max_chars`` characters or ``max_words`` words is ``too_long`` (it would be billed whole).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 from collections.abc import Iterator
@@ -29,7 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from openie4pp.schema import Record, check_lang, sentence_id_for
+from openie4pp.schema import Record, canonical_lang, clip_input, is_blank, sentence_id_for
+
+from ..errors import InputFileError, UsageError
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,28 @@ class InputProblem:
     raw: str
     field: str | None = None
     reason: str = "schema_invalid"
+    sentence_id: str | None = None
+    """The line's own id when it has a usable one, so every input id can be accounted for."""
+
+
+@dataclass(frozen=True)
+class InputLimits:
+    """Bounds on one input sentence; see the module docstring for why they exist."""
+
+    max_chars: int = 5000
+    """Characters per sentence (``--max-sentence-chars``); OIE sentences are rarely over 500."""
+    max_words: int = 400
+    """Whitespace-separated words per sentence (``--max-sentence-words``)."""
+
+    @property
+    def max_line_bytes(self) -> int:
+        """A raw line longer than this cannot hold an acceptable sentence (4 UTF-8 bytes a character,
+        plus room for the JSON around it): it is skipped while being read."""
+        return self.max_chars * 4 + 64 * 1024
+
+
+class _LineTooLong(ValueError):
+    pass
 
 
 def parse_shard(spec: str | None) -> tuple[int, int] | None:
@@ -61,9 +90,9 @@ def parse_shard(spec: str | None) -> tuple[int, int] | None:
     try:
         index, count = (int(part) for part in spec.split("/"))
     except ValueError:
-        raise ValueError(f"--shard {spec!r}: expected I/N such as 0/4") from None
+        raise UsageError(f"--shard {spec!r}: expected I/N such as 0/4") from None
     if count < 1 or not 0 <= index < count:
-        raise ValueError(f"--shard {spec!r}: need 0 <= I < N")
+        raise UsageError(f"--shard {spec!r}: need 0 <= I < N")
     return index, count
 
 
@@ -97,21 +126,50 @@ def _triples(value: Any) -> tuple[tuple[str, ...], ...]:
     return tuple(tuple(t) for t in value)
 
 
-def item_from_mapping(data: Any, default_lang: str | None, source: str, line: int | None) -> WorkItem:
+def _item_id(value: Any) -> str | None:
+    """An id as given: a non-empty string or an integer. Anything else (an object, ``true``, a float
+    such as ``1e400``) would become a surprising string through ``str()``: it is an error."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        raise ValueError(f"id: must be a string or an integer, not {type(value).__name__} {value!r:.80}")
+    text = str(value)
+    if not text.strip() or len(text) > 512:
+        raise ValueError("id: must be a non-blank string of at most 512 characters")
+    return text
+
+
+def item_from_mapping(data: Any, default_lang: str | None, source: str, line: int | None,
+                      limits: InputLimits | None = None) -> WorkItem:
     """One input object -> a :class:`WorkItem`; raises ValueError naming the bad field."""
     if not isinstance(data, dict):
         raise ValueError("expected a JSON object")
+    item_id = _item_id(data.get("id"))
     text = data.get("text", data.get("sentence"))
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str) or is_blank(text):
         raise ValueError("text: missing or empty sentence")
     lang = data.get("lang") or default_lang
     if not isinstance(lang, str):
         raise ValueError("lang: missing (give it per line or with --lang)")
-    check_lang(lang)
-    item_id = data.get("id") or sentence_id_for(lang, text)
+    try:
+        lang = canonical_lang(lang)
+    except ValueError as error:
+        raise ValueError(f"lang: {error}") from None
+    _check_length(text, limits or InputLimits())
     return WorkItem(
-        str(item_id), lang, text, _triples(data.get("triples")), bool(data.get("pretokenized")), source, line
+        item_id or sentence_id_for(lang, text), lang, text, _triples(data.get("triples")),
+        bool(data.get("pretokenized")), source, line,
     )
+
+
+def _check_length(text: str, limits: InputLimits) -> None:
+    if len(text) > limits.max_chars:
+        raise _LineTooLong(f"text: {len(text)} characters, over the limit of {limits.max_chars} "
+                           "(--max-sentence-chars)")
+    words = len(text.split())
+    if words > limits.max_words:
+        raise _LineTooLong(
+            f"text: {words} words, over the limit of {limits.max_words} (--max-sentence-words)")
 
 
 def item_from_record(record: Record, source: str, line: int | None) -> WorkItem:
@@ -124,46 +182,110 @@ def item_from_record(record: Record, source: str, line: int | None) -> WorkItem:
     return WorkItem(record.id, record.lang, record.sentence.text, tuple(triples), True, source, line)
 
 
-def _problem(source: str, line: int | None, error: Exception, raw: str) -> InputProblem:
+def _problem(source: str, line: int | None, error: Exception, raw: str, data: Any = None) -> InputProblem:
     detail = str(error)
-    field_name = detail.split(":", 1)[0] if ":" in detail and " " not in detail.split(":", 1)[0] else None
+    head = detail.split(":", 1)[0]
+    field_name = head if ":" in detail and " " not in head else None
     reason = "schema_invalid"
-    if "language code" in detail:
+    if isinstance(error, _LineTooLong):
+        reason = "too_long"
+    elif "language code" in detail:
         reason = "unknown_language"
     elif "empty sentence" in detail:
         reason = "empty_sentence"
-    elif isinstance(error, json.JSONDecodeError):
+    elif isinstance(error, (json.JSONDecodeError, RecursionError)):
         reason = "malformed_json"
-    return InputProblem(source, line, detail, raw[:2000], field_name, reason)
+    sentence_id = None
+    if isinstance(data, dict):
+        with contextlib.suppress(ValueError):
+            sentence_id = _item_id(data.get("id"))
+    return InputProblem(source, line, detail, clip_input(raw), field_name, reason, sentence_id)
 
 
-def _read_jsonl(path: str, lang: str | None) -> Iterator[WorkItem | InputProblem]:
+def _bounded_lines(path: str, max_bytes: int) -> Iterator[tuple[int, bytes | None, int]]:
+    """``(line number, bytes or None, length)`` of each line; a line over ``max_bytes`` is skipped in
+    chunks (constant memory) and given as None with its length. A leading UTF-8 BOM is dropped."""
     with open(path, "rb") as handle:
-        for number, raw_bytes in enumerate(handle, 1):
-            raw = raw_bytes.decode("utf-8", "replace").strip()
-            if not raw:
+        number = 0
+        while True:
+            chunk = handle.readline(max_bytes + 1)
+            if not chunk:
+                return
+            number += 1
+            if number == 1 and chunk.startswith(b"\xef\xbb\xbf"):
+                chunk = chunk[3:]
+            if len(chunk) > max_bytes and not chunk.endswith(b"\n"):
+                length = len(chunk)
+                while chunk and not chunk.endswith(b"\n"):
+                    chunk = handle.readline(1 << 20)
+                    length += len(chunk)
+                yield number, None, length
                 continue
+            yield number, chunk, len(chunk)
+
+
+def _decode(raw: bytes) -> str:
+    """UTF-8 text, or a ValueError naming the byte offset of the first invalid byte."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise _MalformedText(f"invalid UTF-8 at byte {error.start} of the line "
+                             f"({raw[error.start:error.start + 4]!r})") from None
+
+
+class _MalformedText(ValueError):
+    pass
+
+
+def _byte_problem(path: str, number: int, raw: bytes | None, length: int, error: Exception | None,
+                  limits: InputLimits) -> InputProblem:
+    if raw is None:
+        return InputProblem(path, number, f"the line has {length} bytes, over the limit of "
+                            f"{limits.max_line_bytes} (--max-sentence-chars)", f"<{length} bytes, not read>",
+                            None, "too_long")
+    return InputProblem(path, number, str(error), clip_input(raw.decode("utf-8", "replace")), None,
+                        "malformed_text")
+
+
+def _read_jsonl(path: str, lang: str | None, limits: InputLimits) -> Iterator[WorkItem | InputProblem]:
+    for number, raw_bytes, length in _bounded_lines(path, limits.max_line_bytes):
+        try:
+            raw = _decode(raw_bytes).strip() if raw_bytes is not None else None
+        except _MalformedText as error:
+            yield _byte_problem(path, number, raw_bytes, length, error, limits)
+            continue
+        if raw is None:
+            yield _byte_problem(path, number, None, length, None, limits)
+            continue
+        if not raw:
+            continue
+        data: Any = None
+        try:
+            data = json.loads(raw)
+            if isinstance(data, dict) and "sentence" in data and isinstance(data["sentence"], dict):
+                yield item_from_record(Record.model_validate(data), path, number)
+            else:
+                yield item_from_mapping(data, lang, path, number, limits)
+        except (ValueError, RecursionError) as error:  # JSONDecodeError, pydantic's ValidationError
+            yield _problem(path, number, error, raw, data)
+
+
+def _read_txt(path: str, lang: str | None, limits: InputLimits) -> Iterator[WorkItem | InputProblem]:
+    for number, raw_bytes, length in _bounded_lines(path, limits.max_line_bytes):
+        try:
+            line = _decode(raw_bytes) if raw_bytes is not None else None
+        except _MalformedText as error:
+            yield _byte_problem(path, number, raw_bytes, length, error, limits)
+            continue
+        if line is None:
+            yield _byte_problem(path, number, None, length, None, limits)
+            continue
+        text = line.rstrip("\r\n")
+        if text.strip():
             try:
-                data = json.loads(raw)
-                if isinstance(data, dict) and "sentence" in data and isinstance(data["sentence"], dict):
-                    yield item_from_record(Record.model_validate(data), path, number)
-                else:
-                    yield item_from_mapping(data, lang, path, number)
-            except ValueError as error:  # JSONDecodeError and pydantic's ValidationError are ValueErrors
-                yield _problem(path, number, error, raw)
-
-
-def _read_txt(path: str, lang: str | None) -> Iterator[WorkItem | InputProblem]:
-    if not lang:
-        raise ValueError(f"{path}: plain-text input needs --lang")
-    with open(path, encoding="utf-8", errors="replace") as handle:
-        for number, line in enumerate(handle, 1):
-            text = line.rstrip("\r\n")
-            if text.strip():
-                try:
-                    yield item_from_mapping({"text": text}, lang, path, number)
-                except ValueError as error:
-                    yield _problem(path, number, error, text)
+                yield item_from_mapping({"text": text}, lang, path, number, limits)
+            except ValueError as error:
+                yield _problem(path, number, error, text)
 
 
 def _read_records(path: str) -> Iterator[WorkItem | InputProblem]:
@@ -179,13 +301,14 @@ def _read_records(path: str) -> Iterator[WorkItem | InputProblem]:
 
 
 def _read_rows(
-    rows: Iterator[dict[str, Any]], lang: str | None, source: str
+    rows: Iterator[dict[str, Any]], lang: str | None, source: str, limits: InputLimits
 ) -> Iterator[WorkItem | InputProblem]:
     for number, row in enumerate(rows, 1):
         try:
-            yield item_from_mapping(row, lang, source, number)
+            yield item_from_mapping(row, lang, source, number, limits)
         except ValueError as error:
-            yield _problem(source, number, error, json.dumps(row, ensure_ascii=False, default=str))
+            raw = json.dumps(row, ensure_ascii=False, default=str)
+            yield _problem(source, number, error, raw, row)
 
 
 def _parquet_rows(path: str) -> Iterator[dict[str, Any]]:
@@ -199,7 +322,19 @@ def _hf_rows(spec: str) -> Iterator[dict[str, Any]]:
     import datasets
 
     name, _, split = spec.removeprefix("hf:").partition(":")
-    yield from datasets.load_dataset(name, split=split or "train", streaming=True)
+    if not name:
+        raise UsageError(f"--input {spec!r}: expected hf:NAME_OR_PATH[:split]")
+    try:
+        rows = iter(datasets.load_dataset(name, split=split or "train", streaming=True))
+        first = next(rows, None)
+    except Exception as error:  # offline, no such dataset or split: a configuration fault
+        message = " ".join(str(error).split())[:300]
+        raise InputFileError(f"--input {spec}: cannot open the dataset ({type(error).__name__}: {message}); "
+                             "offline? (HF_HUB_OFFLINE) a local path works too: hf:/path/to/dataset"
+                             ) from None
+    if first is not None:
+        yield first
+        yield from rows
 
 
 def read_inputs(
@@ -209,27 +344,57 @@ def read_inputs(
     lang: str | None = None,
     shard: tuple[int, int] | None = None,
     limit: int | None = None,
+    limits: InputLimits | None = None,
+    counts: InputCounts | None = None,
 ) -> Iterator[WorkItem | InputProblem]:
-    """Stream work items (and problems) from ``path``, keeping only this shard, up to ``limit`` items."""
+    """Stream work items (and problems) from ``path``, keeping only this shard, up to ``limit`` items.
+
+    Everything that can be checked without reading a line is checked on the call (not when the
+    first item is pulled): a missing file, an unknown format, TXT without ``--lang``."""
+    limits = limits or InputLimits()
     fmt = detect_format(path) if fmt == "auto" else fmt
-    if fmt not in ("hf",) and not Path(path).exists():
-        raise FileNotFoundError(f"{path}: no such input")
     readers = {
-        "jsonl": lambda: _read_jsonl(path, lang),
+        "jsonl": lambda: _read_jsonl(path, lang, limits),
         "records": lambda: _read_records(path),
-        "txt": lambda: _read_txt(path, lang),
-        "parquet": lambda: _read_rows(_parquet_rows(path), lang, path),
-        "hf": lambda: _read_rows(_hf_rows(path), lang, path),
+        "txt": lambda: _read_txt(path, lang, limits),
+        "parquet": lambda: _read_rows(_parquet_rows(path), lang, path, limits),
+        "hf": lambda: _read_rows(_hf_rows(path), lang, path, limits),
     }
     if fmt not in readers:
-        raise ValueError(f"unknown input format {fmt!r} (auto, {', '.join(readers)})")
+        raise UsageError(f"--input-format {fmt!r}: unknown (auto, {', '.join(readers)})")
+    if fmt != "hf":
+        where = Path(path)
+        if not where.exists():
+            raise InputFileError(f"--input {path}: no such file or folder")
+        if fmt == "records" and not where.is_dir() and where.suffix.lower() != ".jsonl":
+            raise InputFileError(f"--input {path}: a records input is a shard folder or a JSONL file")
+        if fmt != "records" and where.is_dir():
+            raise InputFileError(f"--input {path}: is a folder; give a file, or --input-format records")
+    if fmt == "txt" and not lang:
+        raise UsageError(f"--input {path}: plain-text input needs --lang")
+    return _take(readers[fmt](), shard, limit, counts if counts is not None else InputCounts())
+
+
+@dataclass
+class InputCounts:
+    """What the reader passed over, for the run's summary (filled in while it streams)."""
+
+    other_shards: int = 0
+    """Lines that belong to another ``--shard``: an empty share of a non-empty input is no problem."""
+
+
+def _take(items: Iterator[WorkItem | InputProblem], shard: tuple[int, int] | None,
+          limit: int | None, counts: InputCounts) -> Iterator[WorkItem | InputProblem]:
     taken = 0
-    for item in readers[fmt]():
+    for item in items:
         if isinstance(item, InputProblem):  # a bad line belongs to exactly one shard too
             if in_shard(f"{item.source}:{item.line}", shard):
                 yield item
+            else:
+                counts.other_shards += 1
             continue
         if not in_shard(item.id, shard):
+            counts.other_shards += 1
             continue
         if limit is not None and taken >= limit:
             return

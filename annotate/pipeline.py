@@ -43,8 +43,7 @@ from openie4pp.annotate.stage2 import Candidate, VerifyPolicy, apply_verdicts, g
 from openie4pp.annotate.stats import Prices, RunStats
 from pydantic import BaseModel
 
-from openie4pp.jsonl import iter_jsonl_lines
-from openie4pp.paths import write_text_atomic
+from openie4pp.errors import OpenIE4ppError, UsageError
 from openie4pp.schema import (
     Provenance,
     Record,
@@ -54,9 +53,10 @@ from openie4pp.schema import (
     Source,
     TokenUsage,
     candidate_field,
+    clip_input,
     is_candidate_field,
 )
-from openie4pp.shards import ShardWriter
+from openie4pp.shards import NOT_FINAL_REASONS, ShardWriter
 
 A = TypeVar("A", bound=BaseModel)
 
@@ -76,9 +76,9 @@ class PipelineConfig:
     max_tokens: int = 512
     prices: Prices = field(default_factory=Prices)
     build_config: dict[str, Any] = field(default_factory=dict)
-    retry_failed: bool = False
-    """Annotate again the items an earlier run gave up on with ``request_failed`` (an endpoint was
-    down, a quota ran out); every other finished item stays finished."""
+    retry_failed: frozenset[str] = frozenset()
+    """Reasons (``request_failed``, ``llm_invalid_output``...) whose items an earlier run gave up on
+    and that this run annotates again; every other finished item stays finished."""
 
 
 @dataclass(frozen=True)
@@ -100,9 +100,15 @@ judge is stage 2. ``Rejection.stage`` is a closed set; the purpose stays visible
 
 
 class ItemRejected(Exception):
-    def __init__(self, stage: str, reason: RejectionReason, detail: str, field: str | None = None) -> None:
+    """How a task ends without a record. ``deferred``: the endpoint failed (not the item); the
+    rejection is written only if the run ends normally, so a run stopped by the circuit breaker or
+    an interrupt leaves such items unfinished for the rerun instead of marking them failed."""
+
+    def __init__(self, stage: str, reason: RejectionReason, detail: str, field: str | None = None,
+                 *, deferred: bool = False) -> None:
         super().__init__(detail)
         self.stage, self.reason, self.detail, self.field = stage, reason, detail, field
+        self.deferred = deferred
 
 
 @dataclass
@@ -113,44 +119,14 @@ class _Trace:
     prompt_hashes: dict[str, str] = field(default_factory=dict)
 
 
-def final_rejection_ids(path: Path) -> set[str]:
-    """Sentence ids with a sentence-level rejection in ``rejected.jsonl`` (finished items)."""
-    done: set[str] = set()
-    if not path.exists():
-        return done
-    for _, raw in iter_jsonl_lines(path):
-        with contextlib.suppress(ValueError):
-            data = json.loads(raw)
-            if data.get("sentence_id") and not is_candidate_field(data.get("field")):
-                done.add(str(data["sentence_id"]))
-    return done
+REFUSING_STATUSES = frozenset({401, 403, 404})
+"""A request refused for these is refused for every item (a wrong key, model or URL): the run stops
+at once with the server's answer instead of rejecting every item of the input."""
 
 
-def forget_failed_requests(path: Path) -> int:
-    """Drop the sentence-level ``request_failed`` lines from ``rejected.jsonl`` so that those items
-    count as not done; returns how many. The file is rewritten beside and renamed over the old one,
-    so a crash leaves either version, never a mixture; every other line is kept byte for byte."""
-    if not path.exists():
-        return 0
-    kept: list[str] = []
-    dropped = 0
-    with path.open(encoding="utf-8", newline="") as lines:
-        for line in lines:
-            data: Any = None
-            with contextlib.suppress(ValueError):
-                data = json.loads(line)
-            if (
-                isinstance(data, dict)
-                and data.get("reason") == RejectionReason.request_failed.value
-                and data.get("sentence_id")
-                and not is_candidate_field(data.get("field"))
-            ):
-                dropped += 1
-            else:
-                kept.append(line)
-    if dropped:
-        write_text_atomic(path, "".join(kept))
-    return dropped
+def is_endpoint_fault(error: RequestFailed) -> bool:
+    """A failure that says nothing about the item: the endpoint was unreachable, overloaded or broken."""
+    return error.status is None or error.status >= 500 or error.status in (408, 409, 429)
 
 
 class Pipeline:
@@ -160,21 +136,30 @@ class Pipeline:
         self.backend, self.out_dir, self.config = backend, out_dir, config
         self.stats = RunStats()
         self.writer: ShardWriter | None = None
+        self._deferred: list[tuple[Task, ItemRejected]] = []
 
     # ------------------------------------------------------------------ requests
 
     async def ask(self, request: ChatRequest, answer_model: type[A], trace: _Trace) -> A:
-        """Send ``request``; parse and validate the answer; re-ask with the error; else reject."""
+        """Send ``request``; parse and validate the answer; re-ask with the error; else reject.
+
+        An answer that does not validate is dropped from the response cache before anything else
+        happens, so a rerun (after a fix of the server, the prompt or the model) asks again instead
+        of replaying it."""
         trace.prompt_hashes[request.prompt_id] = request.prompt_hash
         for attempt in range(self.config.reasks + 1):
             try:
                 response = await self.backend.complete(request)
             except RequestFailed as error:
                 self.stats.failed_requests += 1
+                if error.status in REFUSING_STATUSES:
+                    raise UsageError(f"the endpoint refused the {request.purpose} request: {error.detail}; "
+                                     "check --endpoint, --model and the API key") from None
                 raise ItemRejected(
                     STAGE_OF_PURPOSE[request.purpose],
                     RejectionReason.request_failed,
                     f"{request.purpose} request: {error.detail}",
+                    deferred=is_endpoint_fault(error),
                 ) from error
             self.stats.record_response(response, request.purpose)
             if not response.cached:
@@ -183,6 +168,7 @@ class Pipeline:
             try:
                 return parse_answer(response.content, answer_model)
             except AnswerInvalid as error:
+                await self.forget(request)
                 if attempt == self.config.reasks:
                     raise ItemRejected(
                         STAGE_OF_PURPOSE[request.purpose],
@@ -192,6 +178,12 @@ class Pipeline:
                 self.stats.reasks += 1
                 request = request.with_messages(Message("assistant", response.content), reask_message(error))
         raise AssertionError("unreachable")
+
+    async def forget(self, request: ChatRequest) -> None:
+        """Drop a cached answer that turned out unusable (backends without a cache have nothing to drop)."""
+        forget = getattr(self.backend, "forget", None)
+        if forget is not None:
+            await forget(request)
 
     def _request(self, prompt_id: str, lang: str, purpose: str, **variables: Any) -> ChatRequest:
         return load_prompt(prompt_id).request(
@@ -215,9 +207,10 @@ class Pipeline:
             translation = (await self.ask(request, TranslationAnswer, trace)).translation.strip()
             if translation and is_language(translation, target):
                 break
+            await self.forget(request)  # a rerun against a better model must not replay it
             if attempt == self.config.translation_retries:
                 raise ItemRejected(
-                    "stage2",
+                    "stage1",
                     RejectionReason.wrong_language,
                     f"the translation is not in {target}: {translation[:200]!r}",
                 )
@@ -274,10 +267,15 @@ class Pipeline:
                 raise ItemRejected("stage1", RejectionReason.no_extractions, "the LLM proposed no triple")
             candidates = await self.stage2(sentence, triples, trace)
         except ItemRejected as rejected:
+            if rejected.deferred:
+                self._deferred.append((task, rejected))
+                return
             self._reject(task, rejected.stage, rejected.reason, rejected.detail, rejected.field)
             return
-        except Exception as error:  # a bug must not end a long run: record it and go on
-            self._reject(task, "stage2", RejectionReason.schema_invalid, f"{type(error).__name__}: {error}")
+        except OpenIE4ppError:
+            raise  # the circuit breaker opened, the endpoint refused everyone: the run stops
+        except Exception as error:  # a bug must not end a long run: record it (not final) and go on
+            self._reject(task, "stage2", RejectionReason.internal_error, f"{type(error).__name__}: {error}")
             return
         self.stats.candidates += len(candidates)
         accepted = [c for c in candidates if c.accepted]
@@ -337,8 +335,8 @@ class Pipeline:
         rejection = Rejection(
             stage=stage,  # type: ignore[arg-type]
             reason=reason,
-            detail=detail,
-            input=raw if raw is not None else task.item.text,
+            detail=clip_input(detail),
+            input=clip_input(raw if raw is not None else task.item.text),
             sentence_id=task.id,
             file=task.item.source or None,
             line=task.item.line,
@@ -351,7 +349,9 @@ class Pipeline:
 
     def tasks(self, items: Iterable[WorkItem | InputProblem]) -> Iterator[Task | InputProblem]:
         """The tasks of ``items``; a repeated sentence id becomes an input problem (``duplicate``):
-        annotating it twice would cost twice and store it once, and leave its line unaccounted for."""
+        annotating it twice would cost twice and store it once, and leave its line unaccounted for.
+        In ``project`` mode a sentence without known triples has nothing to project (``schema_invalid``
+        on ``triples``)."""
         seen: set[str] = set()
         for item in items:
             if isinstance(item, InputProblem):
@@ -361,65 +361,110 @@ class Pipeline:
                     item.source,
                     item.line,
                     f"sentence id {item.id!r} occurs earlier in the input; it is annotated once",
-                    item.text,
+                    clip_input(item.text),
                     reason="duplicate",
+                    sentence_id=item.id,
                 )
             elif self.config.mode == "extract":
                 seen.add(item.id)
                 yield Task(item.id, item)
+            elif not item.triples:
+                yield InputProblem(
+                    item.source, item.line,
+                    "triples: project mode needs the sentence's known triples "
+                    "([[subject, relation, object], ...])",
+                    clip_input(item.text), field="triples", sentence_id=item.id)
             else:
                 seen.add(item.id)
                 for target in self.config.target_langs:
                     yield Task(f"{item.id}.{target}", item, target)
 
     async def run(self, items: Iterable[WorkItem | InputProblem], progress: Any = None) -> RunStats:
+        """Annotate every unfinished task of ``items`` into the output folder.
+
+        Stops early, leaving the remaining items unfinished for a rerun, when a task raises an
+        :class:`~openie4pp.errors.OpenIE4ppError` (the circuit breaker opened, the endpoint refused
+        the key) or the writer fails (disk full); the error is raised after the tasks in flight are
+        cancelled and the folder is closed as incomplete."""
         limit = asyncio.Semaphore(self.config.concurrency)
-        if self.config.retry_failed:
-            self.stats.retried_failed = forget_failed_requests(self.out_dir / "rejected.jsonl")
+        stop: list[BaseException] = []
+        ended = False
         with ShardWriter(self.out_dir, resume=True, build_config=self.config.build_config) as writer:
             self.writer = writer
-            done = final_rejection_ids(self.out_dir / "rejected.jsonl")
+            # under the writer's lock: nobody else appends while rejected.jsonl is rewritten
+            forgotten = writer.forget_rejections(set(self.config.retry_failed) | NOT_FINAL_REASONS)
+            self.stats.retried_failed = sum(n for r, n in forgotten.items() if r not in NOT_FINAL_REASONS)
+            done = writer.rejections.final_reasons
             pending: set[asyncio.Task[None]] = set()
 
             async def run_one(task: Task) -> None:
                 try:
                     await self.process(task)
+                except asyncio.CancelledError:
+                    raise
+                except BaseException as error:
+                    stop.append(error)
                 finally:
                     limit.release()
                     if progress is not None:
                         progress.update(1)
                         progress.set_postfix(self.stats.postfix(), refresh=False)
 
-            for task in self.tasks(items):
-                if isinstance(task, InputProblem):
-                    writer.reject(
-                        Rejection(
-                            stage="input",
-                            reason=RejectionReason(task.reason),
-                            detail=task.detail,
-                            input=task.raw,
-                            file=task.source,
-                            line=task.line,
-                            field=task.field,
-                        )
-                    )
-                    self.stats.input_rejection(task.reason)
-                    continue
-                self.stats.items += 1
-                if task.id in writer or task.id in done:
-                    self.stats.skipped_done += 1
-                    if progress is not None:
-                        progress.update(1)
-                    continue
-                await limit.acquire()
-                job = asyncio.create_task(run_one(task))
-                pending.add(job)
-                job.add_done_callback(pending.discard)
-            if pending:
-                await asyncio.gather(*pending)
-        self.writer = None
-        self.stats.write(self.out_dir / "stats.json", self.config.prices)
+            try:
+                for task in self.tasks(items):
+                    if stop:
+                        break
+                    if isinstance(task, InputProblem):
+                        self._reject_input(task)
+                        continue
+                    self.stats.items += 1
+                    if task.id in writer or task.id in done:
+                        self.stats.skipped(done.get(task.id))
+                        if progress is not None:
+                            progress.update(1)
+                        continue
+                    await limit.acquire()
+                    if stop:
+                        limit.release()
+                        break
+                    job = asyncio.create_task(run_one(task))
+                    pending.add(job)
+                    job.add_done_callback(pending.discard)
+                while pending and not stop:
+                    await asyncio.wait(set(pending), return_when=asyncio.FIRST_COMPLETED)
+                if stop:
+                    raise stop[0]
+                for task, rejected in self._deferred:  # the run ended normally: they are final now
+                    self._reject(task, rejected.stage, rejected.reason, rejected.detail, rejected.field)
+                ended = True
+            finally:
+                for job in pending:
+                    job.cancel()
+                if pending:
+                    await asyncio.gather(*pending, return_exceptions=True)
+                self.stats.unfinished = 0 if ended else len(self._deferred)
+                self._deferred.clear()
+                self.writer = None
+                self.stats.complete = ended
+                with contextlib.suppress(OSError):  # a full disk must not hide the original error
+                    self.stats.write(self.out_dir / "stats.json", self.config.prices)
         return self.stats
+
+    def _reject_input(self, problem: InputProblem) -> None:
+        assert self.writer is not None
+        self.writer.reject(
+            Rejection(
+                stage="input",
+                reason=RejectionReason(problem.reason),
+                detail=clip_input(problem.detail),
+                input=clip_input(problem.raw),
+                sentence_id=problem.sentence_id,
+                file=problem.source,
+                line=problem.line,
+                field=problem.field,
+            )
+        )
+        self.stats.input_rejection(problem.reason)
 
 
 def candidate_listing(candidate: Candidate) -> dict[str, Any]:

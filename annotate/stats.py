@@ -17,8 +17,14 @@ from typing import Any
 from openie4pp.annotate.llm import ChatResponse
 
 from openie4pp.paths import write_text_atomic
+from openie4pp.schema import RejectionReason
 
 _RESERVOIR = 50_000
+
+TRANSIENT_REASONS = frozenset(
+    {RejectionReason.request_failed.value, RejectionReason.llm_invalid_output.value})
+"""What a bare ``--retry-failed`` retries: outcomes that another try against a working endpoint (or a
+fixed server) may change. Any other reason can be named explicitly."""
 
 
 @dataclass
@@ -42,7 +48,15 @@ class RunStats:
     completion_tokens: int = 0
     items: int = 0
     skipped_done: int = 0
+    skipped_records: int = 0
+    """Items skipped because an earlier run stored their record."""
+    waiting_retry: Counter[str] = field(default_factory=Counter)
+    """Items skipped because an earlier run rejected them for a reason ``--retry-failed`` retries."""
     retried_failed: int = 0
+    unfinished: int = 0
+    """Tasks whose endpoint failed when the run stopped early: not written, annotated by the rerun."""
+    complete: bool = False
+    """The run went through its whole input (it was not stopped by an error or an interrupt)."""
     accepted_records: int = 0
     accepted_extractions: int = 0
     rejected_records: int = 0
@@ -85,6 +99,19 @@ class RunStats:
             self.rejected_per_lang[lang] += 1
         else:
             self.rejected_candidates += 1
+
+    def skipped(self, final_reason: str | None) -> None:
+        """An item finished by an earlier run: by a record (``final_reason`` None) or a rejection."""
+        self.skipped_done += 1
+        if final_reason is None:
+            self.skipped_records += 1
+        elif final_reason in TRANSIENT_REASONS:
+            self.waiting_retry[final_reason] += 1
+
+    @property
+    def records_in_folder(self) -> int:
+        """Records for this run's input: accepted now or by an earlier run."""
+        return self.accepted_records + self.skipped_records
 
     def input_rejection(self, reason: str) -> None:
         self.input_rejections += 1
@@ -129,7 +156,10 @@ class RunStats:
             "latency_s": {"p50": self.latency(0.5), "p95": self.latency(0.95)},
             "items": self.items,
             "skipped_already_done": self.skipped_done,
+            "waiting_for_retry_failed": dict(self.waiting_retry),
             "retried_failed": self.retried_failed,
+            "unfinished": self.unfinished,
+            "complete": self.complete,
             "records": {"accepted": self.accepted_records, "rejected": self.rejected_records},
             "input_rejections": self.input_rejections,
             "extractions": self.accepted_extractions,

@@ -129,6 +129,7 @@ def main() -> None:
             f"optim.lr={rates[stage]}",
             "log_every=10",
             "progress=false",
+            "overwrite=true",  # a benchmark run retrains every stage from scratch
             *([] if args.published_head else ["model.arg_dim=256", "model.arg_ff_dim=512"]),
             *args.set,
             *STAGE3_VARIANTS.get(variant, []),

@@ -1,12 +1,13 @@
 """Where shared benchmark data lives, and the one way files are replaced atomically.
 
 The benchmark files are licensed separately and are not shipped with openie4pp. They are
-looked up in ``$OPENIE4PP_BENCHMARKS`` or else in ``../shared/benchmarks`` beside a source
-checkout (and beside the current directory).
+looked up in ``$OPENIE4PP_BENCHMARKS`` when it is set (and only there), else in
+``../shared/benchmarks`` beside a source checkout (and beside the current directory).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -14,24 +15,49 @@ _REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def benchmarks_dir() -> Path:
-    """The folder holding ``carb/``, ``re-oie2016/``, ``oie2016/`` and ``benchie/``."""
+    """The folder holding ``carb/``, ``re-oie2016/``, ``oie2016/`` and ``benchie/``.
+
+    ``$OPENIE4PP_BENCHMARKS``, when set, is the only place looked at: a typo there must be an error
+    naming the variable, not a silent fall-back to another copy of the data (a different version
+    would give different scores without anyone noticing).
+    """
+    from openie4pp.errors import UsageError
+
     env = os.environ.get("OPENIE4PP_BENCHMARKS")
-    candidates = [Path(env)] if env else []
-    candidates += [_REPO_ROOT.parent / "shared" / "benchmarks", Path.cwd().parent / "shared" / "benchmarks"]
+    if env:
+        chosen = Path(env).expanduser()
+        if not (chosen / "carb").is_dir():
+            state = "is not a folder" if not chosen.is_dir() else "holds no carb/ folder"
+            raise UsageError(
+                f"OPENIE4PP_BENCHMARKS={env} {state}: set it to the benchmarks folder "
+                "(the one holding carb/, re-oie2016/, oie2016/ and benchie/) or unset it"
+            )
+        return chosen
+    candidates = [_REPO_ROOT.parent / "shared" / "benchmarks", Path.cwd().parent / "shared" / "benchmarks"]
     for candidate in candidates:
         if (candidate / "carb").is_dir():
             return candidate
     tried = ", ".join(str(c) for c in candidates)
-    raise FileNotFoundError(f"benchmark data not found (tried {tried}); set OPENIE4PP_BENCHMARKS")
+    raise UsageError(f"benchmark data not found (tried {tried}); set OPENIE4PP_BENCHMARKS")
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Replace ``path`` with ``text`` so that readers (and a crash) see the old file or the new one,
     never half of one: written beside as ``.NAME.tmp``, flushed to disk, then renamed over it.
     ``text`` is written as given (no newline translation), so kept lines stay byte for byte."""
+    write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> None:
+    """:func:`write_text_atomic` for bytes; a failed write (disk full) leaves no temporary file."""
     tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8", newline="") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise

@@ -87,10 +87,16 @@ class Quickstart:
         outputs: Iterable[Path],
         artefact: Path,
         capture: bool = False,
+        ok_codes: tuple[int, ...] = (0,),
+        changed_argv: list[str] | None = None,
     ) -> str:
         """Run ``openie4pp ARGV`` unless an identical earlier run's outputs are still there.
 
-        Returns what the command printed when ``capture`` (replayed from the record when reused)."""
+        Returns what the command printed when ``capture`` (replayed from the record when reused).
+        ``ok_codes``: exit statuses that let the chain go on (annotate's 1, "it ran and found
+        problems", is expected from the small embedded model). ``changed_argv``: what to run instead
+        when an earlier run of this step finished with other options or inputs (``train`` must then
+        be told to overwrite its stage rather than resume it)."""
         from openie4pp.cli import main
 
         signature = _signature(argv, inputs)
@@ -99,13 +105,15 @@ class Quickstart:
             self.results.append(StepResult(name, "reused", 0.0, str(artefact)))
             print(f"\n== {name}: reused (unchanged since the last run)", flush=True)
             return str(done.get("stdout", ""))
+        if done and changed_argv is not None:
+            argv = changed_argv
         print(f"\n== {name}\n$ openie4pp {' '.join(_quote(a) for a in argv)}", flush=True)
         start = time.perf_counter()
         buffer = io.StringIO()
         with contextlib.redirect_stdout(_Tee(sys.stdout, buffer)) if capture else contextlib.nullcontext():
             rc = main(argv)
         seconds = time.perf_counter() - start
-        if rc != 0:
+        if rc not in ok_codes:
             self.results.append(StepResult(name, "failed", seconds, str(artefact)))
             raise StepFailed(f"{name} failed (exit status {rc}); fix it and run quickstart again to resume")
         self.state[name] = {"signature": signature, "stdout": buffer.getvalue() if capture else ""}
@@ -130,7 +138,8 @@ class Quickstart:
         for (mode, extra), out in zip(targets.items(), silver, strict=True):
             argv = ["annotate", "--input", str(inputs[mode]), "--mode", mode, *extra, "--out", str(out)]
             argv += common
-            self.step(f"annotate ({mode} mode)", argv, [inputs[mode]], [out / "manifest.json"], out)
+            self.step(f"annotate ({mode} mode)", argv, [inputs[mode]], [out / "manifest.json"], out,
+                      ok_codes=(0, 1))
         self.step(
             "validate",
             ["validate", *map(str, silver)],
@@ -144,7 +153,7 @@ class Quickstart:
         conll = benchmarks_dir() / "oie2016" / "dev.oie.conll.txt"
         self.step(
             "convert gold dev",
-            ["convert", "--from", "oie2016-conll", str(conll), "--out", str(gold)],
+            ["convert", "--from", "oie2016-conll", str(conll), "--out", str(gold), "--overwrite"],
             [conll],
             [gold / "manifest.json"],
             gold,
@@ -167,7 +176,10 @@ class Quickstart:
                 "resume=true",
                 *args.set,
             ]
-            self.step(f"train stage {stage}", argv, previous, [out / "metrics.json"], out)
+            # resume an interrupted stage; retrain one that finished with other options or data
+            restart = [a if a != "resume=true" else "overwrite=true" for a in argv]
+            self.step(f"train stage {stage}", argv, previous, [out / "metrics.json"], out,
+                      changed_argv=restart)
             previous = [out / "model.safetensors"]
         model = run_dir / "stage3"
 

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import hashlib
 import re
+import unicodedata
 from enum import Enum
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+
+from openie4pp.redact import SECRET_VALUE
 
 SCHEMA_VERSION = "1.0"
 """``MAJOR.MINOR``. A reader accepts any minor version of its own major version."""
@@ -62,9 +65,59 @@ def _lang_is_valid(code: str) -> bool:
 
 def check_lang(code: str) -> str:
     """Return ``code`` if it is a valid, registered BCP-47 tag (``en``, ``zh-Hans``, ``pt-BR``)."""
-    if not _lang_is_valid(code):
+    if not isinstance(code, str) or not _lang_is_valid(code):
         raise ValueError(f"unknown language code {code!r} (expected a BCP-47 tag such as 'en' or 'zh-Hans')")
     return code
+
+
+_NO_LANGUAGE = frozenset({"und", "mul", "zxx", "mis"})
+"""Codes that name no language (undetermined, multiple, no linguistic content, uncoded): a
+language-specific prompt, tokeniser or expert cannot be chosen for them."""
+
+
+@lru_cache(maxsize=4096)
+def canonical_lang(code: str) -> str:
+    """The one spelling of a language tag used everywhere (shard folders, splits, experts, prompts).
+
+    Called once, where a tag enters (an input line, ``--lang``, a config): ``EN`` and ``en`` must not
+    become two shard folders. Case is normalised and deprecated tags are replaced by their preferred
+    value (``iw`` -> ``he``, ``i-klingon`` -> ``tlh``) with :func:`langcodes.standardize_tag`; tags that
+    name no language (``und``, ``mul``, ``zxx``, ``mis``) and private-use ones (``qaa``-``qtz``,
+    ``x-...``) are refused, since nothing language-specific can be done with them.
+    """
+    import langcodes
+
+    if not isinstance(code, str) or not code.strip() or not _lang_is_valid(code.strip()):
+        raise ValueError(f"unknown language code {code!r} (expected a BCP-47 tag such as 'en' or 'zh-Hans')")
+    try:
+        tag = langcodes.standardize_tag(code.strip())
+    except (ValueError, LookupError) as exc:
+        raise ValueError(f"unknown language code {code!r}: {exc}") from None
+    primary = tag.split("-", 1)[0].lower()
+    if primary in _NO_LANGUAGE or primary == "x" or ("qaa" <= primary <= "qtz" and len(primary) == 3):
+        raise ValueError(f"language code {code!r} names no particular language (a BCP-47 tag such as 'en')")
+    return check_lang(tag)
+
+
+def is_blank(text: str) -> bool:
+    """Whether ``text`` holds nothing to read: only whitespace and invisible format characters
+    (zero-width space and joiners, word joiner, BOM, bidi marks: Unicode category ``Cf``)."""
+    return not any(not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in text)
+
+
+CLIP_CHARS = 2000
+"""How much of an offending input a rejection keeps verbatim."""
+
+
+def clip_input(text: str, limit: int = CLIP_CHARS) -> str:
+    """``text``, or for a long one its first ``limit`` characters plus its length and SHA-256.
+
+    Why: a 60 MB answer or input line copied whole into ``rejected.jsonl`` makes the file useless and
+    can fill a disk; a prefix shows what it was and the hash identifies it exactly."""
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{text[:limit]}... [clipped: {len(text)} characters in all, sha256 {digest}]"
 
 
 def sentence_id_for(lang: str, text: str) -> str:
@@ -94,7 +147,7 @@ class Sentence(_Strict):
     @field_validator("text")
     @classmethod
     def _text(cls, value: str) -> str:
-        if not value.strip():
+        if is_blank(value):
             raise ValueError("empty sentence")
         return value
 
@@ -262,7 +315,7 @@ class Provenance(_Strict):
     def _no_secrets(self) -> Provenance:
         for name in ("endpoint", "model"):
             value = getattr(self, name)
-            if value and re.search(r"(sk-[A-Za-z0-9_-]{8,}|api[_-]?key=|://[^/\s]*:[^/\s]*@)", value):
+            if value and SECRET_VALUE.search(value):
                 raise ValueError(f"provenance.{name} looks like it contains a credential")
         return self
 
@@ -344,6 +397,9 @@ class RejectionReason(str, Enum):
     no_extractions = "no_extractions"
     duplicate = "duplicate"
     label_scheme = "label_scheme"
+    malformed_text = "malformed_text"
+    too_long = "too_long"
+    internal_error = "internal_error"
 
 
 def candidate_field(index: int) -> str:

@@ -26,6 +26,7 @@ import json
 import os
 import re
 import warnings
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -33,13 +34,19 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from openie4pp.errors import UsageError
 from openie4pp.jsonl import TornLineWarning, iter_records_in_file
-from openie4pp.paths import write_text_atomic
-from openie4pp.schema import SCHEMA_VERSION, Record, Rejection
+from openie4pp.paths import write_bytes_atomic, write_text_atomic
+from openie4pp.redact import scrub_config
+from openie4pp.schema import SCHEMA_VERSION, Record, Rejection, RejectionReason, is_candidate_field
 
 MANIFEST, REJECTED, CARD = "manifest.json", "rejected.jsonl", "README.md"
 _LOCK = ".openie4pp-writer.lock"
 _SHARD_NAME = re.compile(r"^shard-(\d+)\.jsonl$")
+
+
+class FolderBusyError(UsageError, RuntimeError):
+    """Another writer holds the folder's lock (also a RuntimeError, as it was before)."""
 
 
 class ShardCorruptError(ValueError):
@@ -139,13 +146,32 @@ def _recover(path: Path, consume: Callable[[bytes], None]) -> tuple[int, int, ha
     return lines, good_end, digest
 
 
+NOT_FINAL_REASONS = frozenset({RejectionReason.internal_error.value})
+"""Sentence-level rejections that do not finish an item: a bug in this program is no verdict on the
+sentence, so the next run annotates the item again (its old line is dropped first)."""
+
+
+def is_final_rejection(data: Any) -> bool:
+    """Whether a ``rejected.jsonl`` object (parsed JSON) finishes its sentence: sentence-level (not
+    about one candidate), with an id, and not in :data:`NOT_FINAL_REASONS`."""
+    return (isinstance(data, dict) and bool(data.get("sentence_id")) and data.get("stage") != "input"
+            and not is_candidate_field(data.get("field")) and data.get("reason") not in NOT_FINAL_REASONS)
+
+
 class RejectionWriter:
-    """Append-only ``rejected.jsonl``; identical lines (a rerun rejecting the same input) are written once."""
+    """Append-only ``rejected.jsonl``; identical lines (a rerun rejecting the same input) are written once.
+
+    The one owner of the file: it knows which sentences are finished by a rejection
+    (:attr:`final_reasons`) and is the only code that rewrites it (:meth:`forget`), which only
+    happens while its :class:`ShardWriter` holds the folder's lock. A second process that rewrote
+    the file under a running writer would make that writer append to an unlinked inode.
+    """
 
     def __init__(self, path: str | Path, *, resume: bool = False, durable: bool = False) -> None:
         self.path, self.durable = Path(path), durable
         self.count, self.size = 0, 0
-        self.sentence_ids: set[str] = set()
+        self.final_reasons: dict[str, str] = {}
+        """Sentence id -> the reason of the sentence-level rejection that finished it."""
         self._seen: set[bytes] = set()
         self._fd: int | None = None
         if self.path.exists() and self.path.stat().st_size:
@@ -158,8 +184,8 @@ class RejectionWriter:
         if not isinstance(data, dict):
             raise ValueError("not a JSON object")
         self._seen.add(hashlib.sha1(line).digest())
-        if data.get("sentence_id"):
-            self.sentence_ids.add(str(data["sentence_id"]))
+        if is_final_rejection(data):
+            self.final_reasons[str(data["sentence_id"])] = str(data.get("reason"))
 
     def write(self, rejection: Rejection) -> bool:
         """Append ``rejection``; False when an identical line is already there."""
@@ -172,9 +198,36 @@ class RejectionWriter:
         _append(self._fd, line, self.size)
         self._seen.add(key)
         self.count, self.size = self.count + 1, self.size + len(line)
-        if rejection.sentence_id:
-            self.sentence_ids.add(rejection.sentence_id)
+        if rejection.sentence_id and rejection.stage != "input" and not is_candidate_field(rejection.field) \
+                and rejection.reason.value not in NOT_FINAL_REASONS:
+            self.final_reasons[rejection.sentence_id] = rejection.reason.value
         return True
+
+    def forget(self, reasons: set[str] | frozenset[str]) -> dict[str, int]:
+        """Drop the sentence-level lines whose reason is in ``reasons`` (their items count as not done
+        again); returns how many per reason. Rewritten beside and renamed over the old file, so a
+        crash leaves either version, never a mixture; every other line is kept byte for byte."""
+        if not self.path.exists() or not reasons:
+            return {}
+        self.close()
+        kept: list[bytes] = []
+        dropped: Counter[str] = Counter()
+        with self.path.open("rb") as lines:
+            for line in lines:
+                data: Any = None
+                with contextlib.suppress(ValueError):
+                    data = json.loads(line)
+                reason = data.get("reason") if isinstance(data, dict) else None
+                if (isinstance(data, dict) and reason in reasons and data.get("sentence_id")
+                        and data.get("stage") != "input" and not is_candidate_field(data.get("field"))):
+                    dropped[str(reason)] += 1
+                else:
+                    kept.append(line)
+        if dropped:
+            write_bytes_atomic(self.path, b"".join(kept))
+            self.final_reasons, self._seen = {}, set()
+            self.count, self.size, _ = _recover(self.path, self._remember)
+        return dict(dropped)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -192,32 +245,6 @@ class ShardInfo:
     extractions: int = 0
     bytes: int = 0
     sha256: hashlib._Hash = field(default_factory=hashlib.sha256)
-
-
-_SECRET_PARTS = {"token", "secret", "password", "passwd", "pwd", "credential", "credentials", "apikey",
-                 "auth", "authorization", "bearer", "cookie"}
-_SECRET_PAIRS = {("api", "key"), ("private", "key"), ("access", "key"), ("secret", "key")}
-_SECRET_VALUE = re.compile(r"(sk-[A-Za-z0-9_-]{8,}|hf_[A-Za-z0-9]{16,}|api[_-]?key=|://[^/\s]*:[^/\s]*@|Bearer\s)")
-
-
-def _is_secret(key: str, value: Any) -> bool:
-    if isinstance(value, str) and _SECRET_VALUE.search(value):
-        return True
-    parts = [p.lower() for p in re.findall(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])", key)]
-    return bool(_SECRET_PARTS & set(parts)) or any(p in _SECRET_PAIRS for p in itertools.pairwise(parts))
-
-
-def scrub_config(value: Any) -> Any:
-    """``value`` made JSON-safe, without keys that name credentials nor values that look like one.
-
-    ``max_tokens`` survives (``tokens`` is not ``token``); ``api_key``, ``hf_token``,
-    ``OPENAI_API_KEY`` and anything whose value looks like ``sk-...`` do not.
-    """
-    if isinstance(value, dict):
-        return {str(k): scrub_config(v) for k, v in value.items() if not _is_secret(str(k), v)}
-    if isinstance(value, (list, tuple)):
-        return [scrub_config(v) for v in value if not _is_secret("", v)]
-    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
 
 
 def _now() -> str:
@@ -263,7 +290,8 @@ class ShardWriter:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             os.close(fd)
-            raise RuntimeError(f"another ShardWriter is writing to {self.out_dir}") from None
+            raise FolderBusyError(f"another process is writing to {self.out_dir} (its lock "
+                                  f"{self.out_dir / _LOCK} is held); wait for it, or stop it") from None
         return fd
 
     def _unlock(self) -> None:
@@ -288,6 +316,7 @@ class ShardWriter:
                 if self.build_config is None:
                     self.build_config = old.get("build_config")
             manifest.unlink()
+        (self.out_dir / CARD).unlink(missing_ok=True)  # a card says "finished"; it is written at close
         for lang, paths in shard_files(self.out_dir).items():
             for path in paths:
                 shard = ShardInfo(path=path, lang=lang)
@@ -381,8 +410,11 @@ class ShardWriter:
     def _write_atomically(self, name: str, text: str) -> None:
         write_text_atomic(self.out_dir / name, text)
 
-    def close(self) -> None:
-        """Close the shards (fsync when durable), drop empty ones, write the dataset card and manifest."""
+    def close(self, *, complete: bool = True) -> None:
+        """Close the shards (fsync when durable), drop empty ones, write the manifest, and for a
+        ``complete`` run that stored records the dataset card. An incomplete one (an exception, an
+        interrupt) gets a manifest saying ``"complete": false`` and no card, so nothing looks like a
+        finished dataset."""
         if self._closed:
             return
         self._closed = True
@@ -398,9 +430,11 @@ class ShardWriter:
                 with contextlib.suppress(OSError):
                     (self.out_dir / lang).rmdir()  # only succeeds when empty
             manifest = self.manifest()
-            from openie4pp.hf import dataset_card  # lazy: importing `datasets` takes a second
+            manifest["complete"] = complete
+            if complete and manifest["records"]:  # a card for an empty folder would describe nothing
+                from openie4pp.hf import dataset_card  # lazy: importing `datasets` takes a second
 
-            self._write_atomically(CARD, dataset_card(manifest))
+                self._write_atomically(CARD, dataset_card(manifest))
             self._write_atomically(MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
             if self.durable:
                 with contextlib.suppress(OSError):
@@ -408,10 +442,22 @@ class ShardWriter:
         finally:
             self._unlock()
 
+    def forget_rejections(self, reasons: set[str] | frozenset[str]) -> dict[str, int]:
+        """See :meth:`RejectionWriter.forget`; only here, under this writer's lock."""
+        if self._closed:
+            raise ValueError("forget on a closed ShardWriter")
+        return self.rejections.forget(reasons)
+
     def __enter__(self) -> ShardWriter:
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        """Finalise even after an exception: the lines written so far are complete and worth describing."""
-        self.close()
+        """Finalise even after an exception: the lines written so far are complete and worth
+        describing, but the folder is marked incomplete (see :meth:`close`)."""
+        try:
+            self.close(complete=exc_type is None)
+        except OSError:
+            if exc_type is None:
+                raise  # the manifest itself could not be written (disk full): the caller must know
+            self._unlock()  # already failing: keep the original error, release the lock

@@ -21,7 +21,8 @@ Scripted faults are rules, first match wins::
 ``match`` is a substring of the last user message, or ``"*"``; ``times`` is how many requests the
 rule fires for (omitted: forever). Faults: ``{"status": N, "retry_after": S, "retry_after_ms": MS,
 "message": str}``, ``{"delay_s": S}`` (answer after S seconds), ``{"truncate": true}`` (content cut
-in half), ``{"reject_response_format": "json_schema"}`` (400 for an unsupported type; add
+in half), ``{"huge_body": N}`` (a 200 of N bytes; ``"chunked": true`` sends it without a
+Content-Length), ``{"reject_response_format": "json_schema"}`` (400 for an unsupported type; add
 ``"status": 500`` to answer like llama-cpp-python's server does; only fires for requests that use
 that type), ``{"drop_connection": true}``.
 
@@ -203,6 +204,31 @@ class Handler(BaseHTTPRequestHandler):
         except OSError:  # the client gave up (timeout): nothing to answer to
             self.close_connection = True
 
+    def _send_huge(self, size: int, *, chunked: bool) -> None:
+        """A 200 whose body is ``size`` bytes of valid chat-completions JSON, sent in 64 KiB writes,
+        with a Content-Length or (``chunked``) without one, as a streaming proxy would."""
+        head = b'{"choices":[{"index":0,"message":{"role":"assistant","content":"'
+        tail = b'"}}]}'
+        filler = max(0, size - len(head) - len(tail))
+        piece = b"x" * 65536
+        self.close_connection = True  # the client may stop reading half-way
+        try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            if chunked:
+                self.send_header("Transfer-Encoding", "chunked")
+            else:
+                self.send_header("Content-Length", str(len(head) + filler + len(tail)))
+            self.end_headers()
+            parts = [head, *([piece] * (filler // len(piece))), b"x" * (filler % len(piece)), tail]
+            for part in parts:
+                if part:
+                    self.wfile.write(b"%x\r\n%s\r\n" % (len(part), part) if chunked else part)
+            if chunked:
+                self.wfile.write(b"0\r\n\r\n")
+        except OSError:
+            pass
+
     def _read_json(self) -> Any:
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b"{}"
@@ -222,7 +248,8 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         state = self.server.state
-        path = self.path.rstrip("/")
+        path, _, query = self.path.partition("?")  # Azure-style endpoints carry ?api-version=...
+        path = path.rstrip("/")
         body = self._read_json()
         if path == "/admin/script":
             state.set_script(body.get("rules", []), body.get("latency_ms"))
@@ -233,17 +260,17 @@ class Handler(BaseHTTPRequestHandler):
         elif path == "/v1/chat/completions":
             state.enter()
             try:
-                self._chat(state, body)
+                self._chat(state, body, query)
             finally:
                 state.leave()
         else:
             self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
 
-    def _chat(self, state: State, body: dict[str, Any]) -> None:
+    def _chat(self, state: State, body: dict[str, Any], query: str = "") -> None:
         auth = self.headers.get("Authorization")
         fmt_type = (body.get("response_format") or {}).get("type")
         entry: dict[str, Any] = {
-            "generation": state.generation, "ts": time.time(), "rule": None, "fault": None,
+            "generation": state.generation, "ts": time.time(), "rule": None, "fault": None, "query": query,
             "response_format": fmt_type,
             "has_schema": bool((body.get("response_format") or {}).get("schema")
                                or (body.get("response_format") or {}).get("json_schema")),
@@ -311,6 +338,11 @@ class Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
+            return False
+        if fault.get("huge_body"):
+            entry["status"] = 200
+            state.record(entry)
+            self._send_huge(int(fault["huge_body"]), chunked=bool(fault.get("chunked")))
             return False
         if "reject_response_format" in fault:
             status = int(fault.get("status", 400))  # llama-cpp-python's server says 500

@@ -419,7 +419,7 @@ def test_bad_options_are_errors_not_hangs(
 ) -> None:
     source = write_jsonl(tmp_path / "in.jsonl", mixed_items(2))
     assert main(annotate_args(server, source, tmp_path / "out", "--concurrency", "0")) == 2
-    assert "concurrency must be at least 1" in capsys.readouterr().err
+    assert "--concurrency 0: must be at least 1" in capsys.readouterr().err
     assert main(annotate_args(server, source, tmp_path / "out", "--shard", "3/3")) == 2
     assert "need 0 <= I < N" in capsys.readouterr().err
     assert main(["annotate", "--input", str(source), "--out", str(tmp_path / "out"), "--no-progress"]) == 2

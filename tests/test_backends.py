@@ -36,6 +36,8 @@ from openie4pp.annotate.backends.local_server import free_port
 from openie4pp.annotate.backends.openai_compat import parse_retry_after
 from openie4pp.annotate.llm import Backend, ChatRequest, ChatResponse, Message, RequestFailed
 
+from openie4pp.errors import UsageError
+
 SCHEMA = {"type": "object", "properties": {"triples": {"type": "array", "items": {"type": "string"}}},
           "required": ["triples"]}
 FAST = {"backoff_base_s": 0.01, "backoff_max_s": 0.05, "timeout_s": 5}
@@ -290,11 +292,24 @@ def test_dead_endpoint_is_benched_and_the_other_serves(http_client: str, server:
 
 
 def test_all_endpoints_benched_waits_for_the_first_back(server: FakeServerProcess) -> None:
-    server.set_script([{"match": "*", "times": 1, "fault": {"status": 502}}])
-    b = backend(server, bench_after=1, bench_s=0.5)
-    start = time.monotonic()
-    (resp,) = run(ask(b, request()))
-    assert resp.retries == 1 and time.monotonic() - start >= 0.45
+    """Two distinct requests failing with 502 bench the only endpoint (one request alone would not:
+    see test_backend_limits.py); the next request waits for it to come back, then succeeds."""
+    server.set_script([{"match": "bad", "fault": {"status": 502}}])
+    b = backend(server, bench_after=2, bench_s=0.5, max_attempts=1)
+
+    async def scenario() -> tuple[ChatResponse, float]:
+        try:
+            for text in ("bad 1", "bad 2"):
+                with pytest.raises(RequestFailed):
+                    await b.complete(request(text))
+            assert b.endpoint_stats()[0]["benched"]
+            start = time.monotonic()
+            return await b.complete(request()), time.monotonic() - start
+        finally:
+            await b.aclose()
+
+    resp, waited = run(scenario())
+    assert resp.retries == 0 and 0.45 <= waited < 2
 
 
 def test_least_in_flight_spreads_concurrent_load(server: FakeServerProcess,
@@ -376,8 +391,14 @@ def test_key_required_for_remote_endpoints_only(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_endpoint_credentials_never_shown() -> None:
-    b = OpenAICompatBackend(["http://user:pw@127.0.0.1:9/v1?token=abc"], "m")
-    assert "pw" not in repr(b) and "abc" not in repr(b) and "127.0.0.1:9" in repr(b)
+    """A URL with user:password is refused up front (the key belongs in the environment), and the
+    error does not show the password nor the query's values."""
+    with pytest.raises(UsageError, match="OPENAI_API_KEY") as info:
+        OpenAICompatBackend(["http://user:pw@127.0.0.1:9/v1?token=abc"], "m")
+    assert "pw" not in str(info.value) and "abc" not in str(info.value)
+    assert "127.0.0.1:9" in str(info.value)
+    b = OpenAICompatBackend(["http://127.0.0.1:9/v1?token=abcdef"], "m")
+    assert "abcdef" not in repr(b) and "127.0.0.1:9" in repr(b)
     run(b.aclose())
 
 
@@ -591,7 +612,7 @@ def test_local_server_without_llama_cpp_is_a_clear_error(monkeypatch: pytest.Mon
     from openie4pp.annotate.backends import LocalLlamaServer, local_server
 
     monkeypatch.setattr(local_server.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(RuntimeError, match=r"pip install 'openie4pp\[local\]'"):
+    with pytest.raises(UsageError, match=r"pip install 'openie4pp\[local\]'"):
         LocalLlamaServer("model.gguf").start()
 
 

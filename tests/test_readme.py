@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 README = ROOT / "README.md"
 
 COVERED_ELSEWHERE: dict[str, str] = {
-    "python3 -m pip install": ".ci/run: README command 1, verbatim (install + quickstart)",
+    "export CMAKE_ARGS=": ".ci/run: README command 1, verbatim (install + quickstart)",
     "python3 -m pytest": ".ci/run: README command 2, verbatim",
     "openie4pp annotate --input sentences.jsonl --endpoint local": (
         "tests/test_annotate_local.py::test_local_endpoint_annotates_three_languages_end_to_end"

@@ -146,7 +146,8 @@ def test_manifest_counts_checksums_and_scrubbed_config(tmp_path: Path) -> None:
     # Resuming removes the manifest until close, keeps `created`, and re-hashes the appended shard.
     with ShardWriter(tmp_path, resume=True, max_records=2) as writer:
         assert not (tmp_path / "manifest.json").exists()
-        assert writer.rejections.sentence_ids == {"s1"}
+        assert not (tmp_path / "README.md").exists()  # the card, too, says "finished"
+        assert set(writer.rejections.final_reasons) == {"s1"}
         writer.write(make_record(3))
     again = json.loads((tmp_path / "manifest.json").read_text())
     assert again["created"] == manifest["created"] and again["build_config"] == manifest["build_config"]
@@ -168,7 +169,7 @@ def test_refuses_existing_shards_without_resume_and_a_second_writer(tmp_path: Pa
     with pytest.raises(FileExistsError):
         ShardWriter(tmp_path)
     first = ShardWriter(tmp_path, resume=True)
-    with pytest.raises(RuntimeError, match="another ShardWriter"):
+    with pytest.raises(RuntimeError, match="another process is writing"):
         ShardWriter(tmp_path, resume=True)
     first.close()
     ShardWriter(tmp_path, resume=True, durable=True).close()  # the lock is released by close

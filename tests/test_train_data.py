@@ -167,7 +167,9 @@ def test_dataset_cache_and_filter(tmp_path: Path) -> None:
     assert len(cached) == 1
     second_stats = LoadStats()
     second = build_dataset(TRAIN_SOURCES, tokenizer, max_length=24, cache_dir=tmp_path, stats=second_stats)
-    assert second_stats.records == 0  # served from the cache: nothing was read or labelled
+    # served from the cache: nothing was read or labelled, the first run's counts come with it
+    assert second_stats.cached and not stats.cached
+    assert (second_stats.records, second_stats.examples) == (stats.records, stats.examples)
     assert second[:] == first[:]
     build_dataset(TRAIN_SOURCES, tokenizer, max_length=32, cache_dir=tmp_path)
     assert len(list(tmp_path.glob("examples-*"))) == 2  # another max_length, another cache entry

@@ -1,76 +1,356 @@
 """The recipe's configuration: built-in defaults <- a YAML file <- its ``stages.<N>`` <- overrides.
 
 The defaults ARE ``train/configs/recipe.yaml`` (documented there, key by key), so the file a user
-copies and the values the code falls back to cannot drift apart. Unknown keys are errors: a typo must
-not silently train with a default.
+copies and the values the code falls back to cannot drift apart. The merged result is validated
+by :class:`RecipeConfig` (pydantic, ``extra="forbid"``): an unknown key, a wrong type, ``nan`` or a
+value out of range is a :class:`~openie4pp.errors.UsageError` naming the dotted key, before anything
+is loaded; a typo must not silently train with a default, and ``max_steps=-5`` must not train 0
+steps. The recipe keeps working on the plain dict (``model_dump()``) it always had.
+
+Overrides are typed by the key they set, not guessed from their text: a text key keeps the raw text
+(``run_dir=1e5`` is the folder ``1e5``, ``mixed_precision=no`` is ``"no"``, not YAML's ``False``);
+every other value is YAML (``data.train=[carb-dev]``, ``eval.limit=null``) and numbers are parsed by
+the numeric field they go to, which refuses ``nan`` and ``inf``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Sequence
+import math
+import types
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from openie4pp.errors import UsageError
+from openie4pp.schema import canonical_lang
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULTS: dict[str, Any] = yaml.safe_load((CONFIG_DIR / "recipe.yaml").read_text(encoding="utf-8"))
 DEFAULTS.pop("stages", None)
-FREE_FORM = {"model"}  # head settings: any Multi2OIEConfig field, checked by Multi2OIEModel.from_encoder
+FREE_FORM = {"model"}  # head settings: any Multi2OIEConfig field, checked against its signature
+
+Text = Annotated[str, Field(min_length=1)]
+Count = Annotated[int, Field(ge=1)]
+Fraction = Annotated[float, Field(ge=0.0, le=1.0)]
+Positive = Annotated[float, Field(gt=0.0)]
 
 
+def canonical_languages(value: list[str] | None) -> list[str] | None:
+    """Canonical BCP-47 tags (``EN`` -> ``en``), each once: two spellings must not be two experts."""
+    if value is None:
+        return None
+    tags = [canonical_lang(code) for code in value]
+    if twice := sorted({tag for tag in tags if tags.count(tag) > 1}):
+        raise ValueError(f"lists {', '.join(twice)} more than once")
+    return tags
 
-def _merge(base: dict[str, Any], update: dict[str, Any], where: str = "") -> None:
-    for key, value in update.items():
-        if key not in base and where.rstrip(".") not in FREE_FORM:
-            raise ValueError(f"unknown config key {where}{key!r}")
-        if isinstance(base.get(key), dict) and isinstance(value, dict):
-            _merge(base[key], value, f"{where}{key}.")
-        else:
-            base[key] = value
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+class DataConfig(_Section):
+    train: list[str | dict[str, Any]] = Field(min_length=1)
+    max_length: int = Field(ge=3)
+    cache_dir: Text | None
+    bucket_size: Count | None
+    num_proc: Count | None
+    max_rejected_fraction: Fraction
+
+    @field_validator("train", mode="before")
+    @classmethod
+    def _sources(cls, value: Any) -> Any:
+        from .sources import check_source_spec
+
+        if isinstance(value, (str, Path, Mapping)):
+            value = [value]  # one source needs no brackets
+        if not isinstance(value, list):
+            return value  # pydantic says "a valid list"
+        checked = []
+        for index, spec in enumerate(value):
+            try:
+                checked.append(check_source_spec(spec))
+            except ValueError as error:
+                raise ValueError(f"[{index}]: {error}") from None
+        return checked
+
+
+class MoeConfig(_Section):
+    n_experts: Count
+    rank: Count
+    alpha: Positive
+    top_k: Count | None
+    dropout: float = Field(ge=0.0, lt=1.0)
+    languages: list[str] | None
+    router_aux_weight: float = Field(ge=0.0)
+    experts_tied: bool
+    expert_epochs: Count
+
+    @field_validator("languages")
+    @classmethod
+    def _canonical(cls, value: list[str] | None) -> list[str] | None:
+        return canonical_languages(value)
+
+
+class OptimConfig(_Section):
+    lr: Positive
+    weight_decay: float = Field(ge=0.0)
+    betas: list[float] = Field(min_length=2, max_length=2)
+    eps: Positive
+    warmup_ratio: Fraction
+    max_grad_norm: Positive
+
+    @field_validator("betas")
+    @classmethod
+    def _betas(cls, value: list[float]) -> list[float]:
+        if not all(0.0 <= beta < 1.0 for beta in value):
+            raise ValueError("each beta must be in [0, 1)")
+        return value
+
+
+class EvalConfig(_Section):
+    benchmark: Text | None
+    every: int = Field(ge=0)
+    metric: Literal["f1", "auc"]
+    batch_size: Count
+    limit: Count | None
+
+    @field_validator("benchmark")
+    @classmethod
+    def _known(cls, value: str | None) -> str | None:
+        from .sources import BENCHMARK_SOURCES
+
+        if value is not None and value not in BENCHMARK_SOURCES:
+            raise ValueError(f"unknown benchmark {value!r} (known: {', '.join(BENCHMARK_SOURCES)})")
+        return value
+
+
+class RecipeConfig(_Section):
+    """Every key of ``train/configs/recipe.yaml`` with its type and range (the file documents them)."""
+
+    stage: Literal[1, 2, 3]
+    run_dir: Text
+    output_dir: Text | None
+    init_from: Text | None
+    encoder: Text
+    languages: list[str] | None
+    seed: int = Field(ge=0)
+    data: DataConfig
+    model: dict[str, Any]
+    moe: MoeConfig
+    batch_size: Count
+    grad_accum: Count
+    epochs: Count
+    max_steps: Count | None
+    halt_at_step: Count | None
+    mixed_precision: Literal["no", "fp16", "bf16"]
+    optim: OptimConfig
+    eval: EvalConfig
+    checkpoint_every: int = Field(ge=0)
+    resume: bool
+    overwrite: bool
+    log_every: Count
+    progress: bool
+
+    @field_validator("languages")
+    @classmethod
+    def _canonical(cls, value: list[str] | None) -> list[str] | None:
+        return canonical_languages(value)
+
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _yaml_no(cls, value: Any) -> Any:
+        return "no" if value is False else value  # `mixed_precision: no` in a YAML file
+
+    @field_validator("model")
+    @classmethod
+    def _head_settings(cls, value: dict[str, Any]) -> dict[str, Any]:
+        allowed = _head_setting_names()
+        for key, setting in value.items():
+            if allowed is not None and key not in allowed:
+                raise ValueError(f".{key}: unknown head setting (allowed: {', '.join(sorted(allowed))})")
+            if isinstance(setting, float) and not math.isfinite(setting):
+                raise ValueError(f".{key}: must be a finite number, not {setting}")
+        return value
+
+    @model_validator(mode="after")
+    def _one_way_to_reuse(self) -> RecipeConfig:
+        if self.resume and self.overwrite:
+            raise ValueError(
+                "resume=true continues the stage's checkpoint, overwrite=true replaces it: choose one"
+            )
+        return self
+
+
+def _head_setting_names() -> set[str] | None:
+    """The Multi2OIEConfig fields a ``model.*`` key may set (None when torch is not installed)."""
+    import inspect
+
+    try:
+        from .model import Multi2OIEConfig
+    except ImportError:
+        return None
+    return set(inspect.signature(Multi2OIEConfig.__init__).parameters) - {
+        "self", "encoder", "languages", "moe", "kwargs",
+    }  # fmt: skip
+
+
+# -- errors ---------------------------------------------------------------------------------------
+
+
+def _dotted(location: Sequence[int | str]) -> str:
+    out = ""
+    for part in location:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def describe(error: ValidationError, prefix: str = "") -> str:
+    """A pydantic error as one line: ``key.path: what is wrong (got VALUE)`` per problem, ``; ``-joined."""
+    parts = []
+    for item in error.errors():
+        key = _dotted([prefix, *item["loc"]] if prefix else item["loc"])
+        if item["type"] == "extra_forbidden":
+            parts.append(f"unknown config key {key!r}")
+            continue
+        message = item["msg"].removeprefix("Value error, ")
+        if message.startswith(("[", ".")):  # a deeper key from a validator: data.train[0]: ..., model.x: ...
+            key, message = key + message.split(":", 1)[0], message.split(":", 1)[1].strip()
+        got = "" if item["type"] in ("value_error", "missing") else f" (got {item['input']!r:.80})"
+        parts.append(f"{key}: {message}{got}")
+    return "; ".join(parts)
+
+
+def _annotation(dotted: list[str]) -> Any:
+    """The type a dotted key has in :class:`RecipeConfig` (``None`` for free-form or unknown keys)."""
+    model: type[BaseModel] | None = RecipeConfig
+    annotation = None
+    for part in dotted:
+        field = model.model_fields.get(part) if model is not None else None
+        if field is None:
+            return None
+        annotation = field.annotation
+        model = annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+    return annotation
+
+
+def _is_text(annotation: Any) -> bool:
+    """``str``, a ``Literal`` of strings, or either with ``None``."""
+    options = get_args(annotation) if get_origin(annotation) in (Union, types.UnionType) else (annotation,)
+    options = tuple(a for a in options if a is not type(None))
+
+    def text(option: Any) -> bool:
+        literal = get_origin(option) is Literal and all(isinstance(v, str) for v in get_args(option))
+        return option is str or literal
+
+    return bool(options) and all(text(option) for option in options)
+
+
+def _override_value(key: str, raw: str) -> Any:
+    annotation = _annotation(key.split("."))
+    if annotation is not None and _is_text(annotation):
+        nullable = type(None) in get_args(annotation)
+        return None if nullable and raw in ("", "null", "~") else raw
+    try:
+        value = yaml.safe_load(raw) if raw else None
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or " ".join(str(error).split())
+        raise UsageError(f"config: override {key}={raw}: not a YAML value ({problem})") from None
+    if annotation is None and isinstance(value, str) and key.split(".")[0] in FREE_FORM:
+        # head settings have no declared type here, and YAML 1.1 reads 1e-5 as text
+        with contextlib.suppress(ValueError):
+            value = float(value)
+    return value
 
 
 def parse_overrides(overrides: Sequence[str]) -> dict[str, Any]:
-    """``a.b=value`` pairs -> nested dict; values are YAML (``1e-4`` is read as a number too)."""
+    """``a.b=value`` pairs -> nested dict, each value typed by its key (see the module docstring)."""
     out: dict[str, Any] = {}
     for item in overrides:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"override {item!r} is not key=value")
-        value = yaml.safe_load(raw) if raw else None
-        if isinstance(value, str):
-            with contextlib.suppress(ValueError):
-                value = float(value)
+            raise UsageError(f"config: override {item!r} is not KEY=VALUE (e.g. optim.lr=1e-4)")
         node = out
         *parents, leaf = key.split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = value
+            if not isinstance(node, dict):
+                raise UsageError(f"config: override {item!r} sets inside {part!r}, which has a value")
+        node[leaf] = _override_value(key, raw)
+    return out
+
+
+# -- loading --------------------------------------------------------------------------------------
+
+
+def _merge(base: dict[str, Any], update: dict[str, Any]) -> None:
+    for key, value in update.items():
+        if isinstance(base.get(key), dict) and isinstance(value, dict):
+            _merge(base[key], value)
+        else:
+            base[key] = value
+
+
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """A recipe YAML file as a mapping; a missing or broken file is a one-line ``UsageError``."""
+    file = Path(path)
+    try:
+        loaded = yaml.safe_load(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"--config {file}: no such file (see train/configs/recipe.yaml)") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as error:
+        raise UsageError(f"--config {file}: cannot be read ({error})") from None
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{file}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(file)
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise UsageError(f"--config {where}: invalid YAML: {problem}") from None
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise UsageError(f"--config {file}: must be a mapping of config keys, not {type(loaded).__name__}")
+    return loaded
+
+
+def _stage_blocks(file: dict[str, Any], where: str) -> dict[int, dict[str, Any]]:
+    blocks = file.pop("stages", None) or {}
+    if not isinstance(blocks, dict):
+        raise UsageError(f"config: stages in {where}: must map 1, 2, 3 to config keys")
+    out: dict[int, dict[str, Any]] = {}
+    for key, block in blocks.items():
+        if str(key) not in ("1", "2", "3") or not isinstance(block or {}, dict):
+            raise UsageError(f"config: stages.{key} in {where}: stages are 1, 2 and 3, each a mapping")
+        out[int(key)] = block or {}
     return out
 
 
 def load_config(
     path: str | Path | None, overrides: Sequence[str] = (), stage: int | None = None
 ) -> dict[str, Any]:
-    """Defaults <- file <- file's ``stages.<stage>`` <- overrides; derived paths filled in."""
+    """Defaults <- file <- file's ``stages.<stage>`` <- overrides, validated; derived paths filled in."""
     cfg = copy.deepcopy(DEFAULTS)
-    file = yaml.safe_load(Path(path).read_text(encoding="utf-8")) if path else {}
-    stages = (file or {}).pop("stages", None) or {}
-    _merge(cfg, file or {})
+    file = read_config_file(path) if path else {}
+    stages = _stage_blocks(file, str(path))
+    _merge(cfg, file)
     cli = parse_overrides(overrides)
-    stage = int(stage or cli.get("stage") or cfg["stage"])
-    if stage not in (1, 2, 3):
-        raise ValueError(f"stage must be 1, 2 or 3, not {stage}")
-    _merge(cfg, stages.get(stage) or stages.get(str(stage)) or {})
+    chosen = stage or cli.get("stage") or cfg["stage"]
+    if chosen not in (1, 2, 3):
+        raise UsageError(f"config: stage: must be 1, 2 or 3 (got {chosen!r})")
+    _merge(cfg, stages.get(int(chosen), {}))
     _merge(cfg, cli)
-    cfg["stage"] = stage
+    cfg["stage"] = int(chosen)
+    try:
+        cfg = RecipeConfig.model_validate(cfg).model_dump()
+    except ValidationError as error:
+        raise UsageError(f"config: {describe(error)}") from None
     run = Path(cfg["run_dir"])
-    cfg["output_dir"] = str(cfg["output_dir"] or run / f"stage{stage}")
-    if stage > 1 and not cfg["init_from"]:
-        cfg["init_from"] = str(run / f"stage{stage - 1}")
+    cfg["output_dir"] = str(cfg["output_dir"] or run / f"stage{cfg['stage']}")
+    if cfg["stage"] > 1 and not cfg["init_from"]:
+        cfg["init_from"] = str(run / f"stage{cfg['stage'] - 1}")
     cfg["data"]["cache_dir"] = cfg["data"]["cache_dir"] or str(run / "cache")
-    for key in ("lr", "weight_decay", "eps", "warmup_ratio", "max_grad_norm"):
-        cfg["optim"][key] = float(cfg["optim"][key])
     return cfg

@@ -2,9 +2,10 @@
 
 Pipeline (each step a plain function, so tests and the recipe can call any of them):
 
-1. :func:`load_records` reads *sources*: OpenIE4++ shard folders, JSONL record files, or gold
-   benchmark files converted on the fly (``carb-dev``, ``oie2016-dev``, ``re-oie2016-es`` ... or
-   ``{path, format, lang}``); bad lines and converter rejections are counted and skipped.
+1. :func:`load_records` (:mod:`.sources`) reads *sources*: OpenIE4++ shard folders, JSONL record
+   files, or gold benchmark files converted on the fly (``carb-dev``, ``oie2016-dev``,
+   ``re-oie2016-es`` ... or ``{path, format, lang}``); bad lines and converter rejections are
+   counted per source with reasons and locations, and skipped (:class:`LoadStats`).
 2. :func:`records_to_examples` labels each record with :func:`openie4pp.labels.record_to_examples`
    and emits **one example per (sentence, predicate)**: the words, the language, the
    *all-predicate* tags (the predicate head's target), the predicate span and that predicate's
@@ -33,128 +34,27 @@ import json
 import logging
 import os
 import shutil
-from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from openie4pp.errors import RunProblems
 from openie4pp.labels import record_to_examples
 from openie4pp.schema import Record
+
+from .sources import BENCHMARK_SOURCES, LoadStats, Source, SourceSpec, check_source_spec, load_records
 
 if TYPE_CHECKING:
     import datasets
 
 log = logging.getLogger(__name__)
 
-DATA_VERSION = 1
+DATA_VERSION = 2
 """Bump when the example or tensor layout changes: it is part of the cache fingerprint."""
+STATS_FILE = "load_stats.json"
+"""Beside a cached dataset: the :class:`LoadStats` of the run that built it."""
 IGNORE_INDEX = -100
 """Label of sub-words that are not the first of their word, of special tokens and of padding."""
-
-# Benchmark files usable as training / dev data by name: format and path below the benchmarks folder.
-BENCHMARK_SOURCES: dict[str, tuple[str, str]] = {
-    "carb-dev": ("carb", "carb/gold_dev.tsv"),
-    "carb-test": ("carb", "carb/gold_test.tsv"),
-    "oie2016-dev": ("oie2016-conll", "oie2016/dev.oie.conll.txt"),
-    "re-oie2016-en": ("re-oie2016", "re-oie2016/Re-OIE2016.json"),
-    "re-oie2016-es": ("re-oie2016", "re-oie2016/Re-OIE2016-Spanish.json"),
-    "re-oie2016-pt": ("re-oie2016", "re-oie2016/Re-OIE2016-Portuguese.json"),
-    "benchie-en": ("benchie", "benchie/benchie_gold_annotations_en.txt"),
-    "benchie-zh": ("benchie", "benchie/benchie_gold_annotations_zh.txt"),
-    "benchie-de": ("benchie", "benchie/benchie_gold_annotations_de.txt"),
-}
-
-
-@dataclass(frozen=True)
-class Source:
-    """One data source. ``format`` is ``None`` for OpenIE4++ records (shard folder or JSONL file),
-    else a converter name of :mod:`openie4pp.formats.registry`. ``limit`` keeps the first records
-    (for smoke runs and tests); ``langs`` keeps only those languages."""
-
-    path: Path
-    format: str | None = None
-    lang: str | None = None
-    limit: int | None = None
-    langs: tuple[str, ...] = ()
-
-    @classmethod
-    def parse(cls, spec: str | Path | Mapping[str, Any] | Source) -> Source:
-        """``"carb-dev"`` (a benchmark name), ``"path/to/shards"``, or a mapping with ``path`` or
-        ``benchmark`` plus optional ``format``, ``lang``, ``limit``, ``langs``."""
-        if isinstance(spec, Source):
-            return spec
-        if isinstance(spec, (str, Path)):
-            spec = {"benchmark": str(spec)} if str(spec) in BENCHMARK_SOURCES else {"path": str(spec)}
-        spec = dict(spec)
-        unknown = set(spec) - {"path", "benchmark", "format", "lang", "limit", "langs"}
-        if unknown:
-            raise ValueError(f"unknown data source keys {sorted(unknown)}")
-        fmt = spec.get("format")
-        if "benchmark" in spec:
-            name = spec["benchmark"]
-            if name not in BENCHMARK_SOURCES:
-                raise ValueError(f"unknown benchmark {name!r} (known: {', '.join(BENCHMARK_SOURCES)})")
-            from openie4pp.paths import benchmarks_dir
-
-            fmt, relative = BENCHMARK_SOURCES[name]
-            path = benchmarks_dir() / relative
-        elif "path" in spec:
-            path = Path(spec["path"]).expanduser()
-        else:
-            raise ValueError(f"data source {spec} needs 'path' or 'benchmark'")
-        limit = spec.get("limit")
-        return cls(path, fmt, spec.get("lang"), int(limit) if limit else None, tuple(spec.get("langs") or ()))
-
-    def stamp(self) -> str:
-        """What the cache fingerprint sees of this source: its settings and each file's size and mtime."""
-        files = sorted(self.path.rglob("*.jsonl")) if self.path.is_dir() else [self.path]
-        stats = [(str(f.resolve()), f.stat().st_size, f.stat().st_mtime_ns) for f in files]
-        return json.dumps([self.format, self.lang, self.limit, list(self.langs), stats])
-
-
-@dataclass
-class LoadStats:
-    """What loading saw: records read, skipped lines/rejections, examples made, label misfits."""
-
-    records: int = 0
-    rejected: int = 0
-    examples: int = 0
-    no_examples: int = 0
-    misfits: Counter[str] = field(default_factory=Counter)
-    langs: Counter[str] = field(default_factory=Counter)
-
-
-def load_records(
-    sources: Iterable[str | Path | Mapping[str, Any] | Source], stats: LoadStats | None = None
-) -> Iterator[Record]:
-    """Stream the records of every source in order; rejections are counted in ``stats`` and skipped."""
-    from openie4pp.formats.registry import convert
-    from openie4pp.shards import iter_records
-
-    stats = stats if stats is not None else LoadStats()
-    for spec in sources:
-        source = Source.parse(spec)
-        if not source.path.exists():
-            raise FileNotFoundError(f"{source.path}: data source not found")
-        items = (
-            iter_records(source.path)
-            if source.format is None
-            else convert(source.format, source.path, source.lang)
-        )
-        kept = 0
-        for item in items:
-            if not isinstance(item, Record):
-                stats.rejected += 1
-                continue
-            if source.langs and item.lang not in source.langs:
-                continue
-            if source.limit is not None and kept >= source.limit:
-                break
-            kept += 1
-            stats.records += 1
-            yield item
-
 
 def records_to_examples(records: Iterable[Record], stats: LoadStats | None = None) -> list[dict[str, Any]]:
     """One word-level example per (sentence, predicate) that fits the tagging scheme.
@@ -243,12 +143,15 @@ def build_dataset(
     cache_dir: str | Path | None = None,
     num_proc: int | None = None,
     stats: LoadStats | None = None,
+    max_rejected_fraction: float | None = None,
 ) -> datasets.Dataset:
     """The encoded training set (columns: ``input_ids``, ``attention_mask`` [, ``token_type_ids``],
     ``pred_labels``, ``arg_labels``, ``pred_mask``, ``length``, ``lang``, ``id``), cached under
-    ``cache_dir`` when given (see the module docstring)."""
+    ``cache_dir`` when given (see the module docstring). With ``max_rejected_fraction`` a source with
+    more rejected lines than that share fails (:meth:`LoadStats.check_rejections`) before tokenising."""
     import datasets
 
+    stats = stats if stats is not None else LoadStats()
     parsed = [Source.parse(s) for s in sources]
     key_material = json.dumps(
         [DATA_VERSION, max_length, tokenizer_fingerprint(tokenizer), [s.stamp() for s in parsed]]
@@ -257,11 +160,22 @@ def build_dataset(
     target = Path(cache_dir) / f"examples-{key}" if cache_dir is not None else None
     if target is not None and (target / "dataset_info.json").is_file():
         log.info("using cached examples %s", target)
+        saved = target / STATS_FILE
+        if saved.is_file():
+            stats.restore(saved.read_text(encoding="utf-8"))
+        if max_rejected_fraction is not None:
+            stats.check_rejections(max_rejected_fraction)
         return datasets.load_from_disk(str(target))
 
     examples = records_to_examples(load_records(parsed, stats), stats)
+    if max_rejected_fraction is not None:
+        stats.check_rejections(max_rejected_fraction)
     if not examples:
-        raise ValueError("the data sources gave no training examples")
+        names = ", ".join(s.label for s in parsed)
+        raise RunProblems(
+            f"the data sources ({names}) gave no training examples: {stats.records} records, "
+            f"{stats.rejected} rejected lines, {stats.no_examples} records without a usable extraction"
+        )
     raw = datasets.Dataset.from_list(examples)
     encoded = raw.map(
         encode_examples,
@@ -280,6 +194,7 @@ def build_dataset(
         return encoded
     partial = target.with_name(target.name + f".partial-{os.getpid()}")
     encoded.save_to_disk(str(partial))
+    (partial / STATS_FILE).write_text(stats.to_json(), encoding="utf-8")
     if target.exists():  # another process finished first: theirs is identical
         shutil.rmtree(partial, ignore_errors=True)
     else:
@@ -293,7 +208,9 @@ __all__ = [
     "IGNORE_INDEX",
     "LoadStats",
     "Source",
+    "SourceSpec",
     "build_dataset",
+    "check_source_spec",
     "encode_examples",
     "load_records",
     "records_to_examples",

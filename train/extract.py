@@ -1,6 +1,10 @@
 """``openie4pp extract``: run a trained Multi2OIE tagger over sentences.
 
-Per batch of sentences (sorted by length, so padding stays small; output keeps input order):
+Sentences arrive as a stream (:mod:`.extract_io` decides the input format and reports bad lines)
+and leave as a stream: records are written and flushed after every batch, so memory is bounded by
+one window of batches and an interrupted run keeps what it finished. Within a window of
+:data:`SORT_WINDOW_BATCHES` batches sentences are sorted by length (padding stays small); output
+keeps input order. Per batch:
 
 1. tokenise the *words* of each :class:`~openie4pp.schema.Sentence` (``is_split_into_words``), so
    predictions come back per word exactly as labels went in for training (first sub-word);
@@ -29,23 +33,30 @@ name) or CaRB's tab format ``sentence \\t confidence \\t relation \\t arg0 \\t a
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from openie4pp.errors import RunProblems, UsageError
 from openie4pp.labels import ARG_O, PRED_O, predicate_spans, span_tags, tags_to_extraction
 from openie4pp.schema import Extraction, Provenance, Record, Sentence, Source
 
 from .batching import bridge_gaps, subword_to_word
 from .data import word_starts
+from .extract_io import ReadStats, batched, count_lines, iter_sentences, read_sentences, write_records
+from .extract_options import add_arguments, check_options, resolve_device
 
 if TYPE_CHECKING:  # torch is imported where used, so `openie4pp --help` stays fast
     import torch
 
-__all__ = ["Extractor", "add_arguments", "extract_main", "read_sentences", "write_records"]
+__all__ = ["Extractor", "add_arguments", "extract_main", "iter_sentences", "read_sentences", "write_records"]
+
+SORT_WINDOW_BATCHES = 8
+"""Batches whose sentences are sorted by length together. Sorting saves padding; a window bounds
+memory and the delay before the first output line (a window must finish before its first sentence
+can be written in input order)."""
 
 
 def encoder_max_length(encoder: dict[str, Any]) -> int:
@@ -72,6 +83,7 @@ class Extractor:
         binary: bool = False,
         name: str | None = None,
         autocast: bool = False,
+        window_batches: int = SORT_WINDOW_BATCHES,
     ) -> None:
         import torch
 
@@ -80,6 +92,7 @@ class Extractor:
         self.device = torch.device(device)
         self.max_length = min(max_length, encoder_max_length(getattr(model.config, "encoder", None) or {}))
         self.batch_size = batch_size
+        self.window_batches = window_batches
         self.binary = binary
         self.name = name or Path(str(getattr(model, "name_or_path", "") or "model")).name
         self.autocast = autocast and self.device.type == "cuda"
@@ -168,120 +181,125 @@ class Extractor:
             results[i].append(extraction)
         return results
 
+    def stream(self, sentences: Iterable[Sentence]) -> Iterator[list[tuple[Sentence, list[Extraction]]]]:
+        """``(sentence, extractions)`` pairs in input order, handed out after **every batch**: the
+        ones that batch completed at the front of the input (so a caller can write them at once).
+
+        Sentences are sorted by length (less padding) only within a window of
+        :attr:`window_batches` batches, so the input can be a stream of any length and memory stays
+        bounded by one window."""
+        for window in batched(sentences, self.batch_size * self.window_batches):
+            order = sorted(range(len(window)), key=lambda i: -len(window[i].tokens))
+            results: list[list[Extraction] | None] = [None] * len(window)
+            ready = 0
+            for chunk in batched(order, self.batch_size):
+                for i, extractions in zip(chunk, self._batch([window[i] for i in chunk]), strict=True):
+                    results[i] = extractions
+                done = ready
+                while ready < len(window) and results[ready] is not None:
+                    ready += 1
+                yield [(window[i], results[i] or []) for i in range(done, ready)]
+
+    def stream_records(self, sentences: Iterable[Sentence]) -> Iterator[list[Record]]:
+        """:meth:`stream` as OpenIE4++ records (``source=model``), one per sentence."""
+        provenance = Provenance(source=Source.model, model=self.name)
+        for pairs in self.stream(sentences):
+            yield [Record(sentence=s, extractions=e, provenance=provenance) for s, e in pairs]
+
     def extract(self, sentences: Sequence[Sentence]) -> list[list[Extraction]]:
         """Extractions per sentence, in input order."""
-        order = sorted(range(len(sentences)), key=lambda i: -len(sentences[i].tokens))
-        results: list[list[Extraction]] = [[] for _ in sentences]
-        for begin in range(0, len(order), self.batch_size):
-            chunk = order[begin : begin + self.batch_size]
-            for i, extractions in zip(chunk, self._batch([sentences[i] for i in chunk]), strict=True):
-                results[i] = extractions
-        return results
+        return [extractions for pairs in self.stream(sentences) for _, extractions in pairs]
 
     def records(self, sentences: Sequence[Sentence]) -> list[Record]:
         """OpenIE4++ records (``source=model``), one per sentence, extractions or not."""
-        provenance = Provenance(source=Source.model, model=self.name)
-        return [
-            Record(sentence=s, extractions=e, provenance=provenance)
-            for s, e in zip(sentences, self.extract(sentences), strict=True)
-        ]
+        return [record for records in self.stream_records(sentences) for record in records]
 
 
-# -- input and output ---------------------------------------------------------------------------
+# -- the command ------------------------------------------------------------------------------
 
 
-def _json_sentence(obj: dict[str, Any], lang: str, pretokenized: bool) -> Sentence:
-    if "sentence" in obj:  # an OpenIE4++ record: keep its tokenisation and id
-        return Record.model_validate(obj).sentence
-    if "text" not in obj:
-        raise ValueError("a JSON input line needs 'text' (and optionally 'lang', 'id') or is a record")
-    return Sentence.from_text(obj["text"], obj.get("lang") or lang, obj.get("id"), pretokenized)
+def _load_errors() -> tuple[type[BaseException], ...]:
+    from safetensors import SafetensorError
+
+    return (OSError, ValueError, KeyError, TypeError, SafetensorError)
 
 
-def read_sentences(
-    path: str | Path, lang: str = "en", pretokenized: bool = False, limit: int | None = None
-) -> list[Sentence]:
-    """Sentences from text lines, JSONL (``{text, lang, id}`` or records), a shard folder, or a benchmark
-    name (``carb-dev``: its sentences exactly as the scorer's gold tokenises them); the first ``limit``."""
-    from .data import BENCHMARK_SOURCES, load_records
-
-    source = Path(path)
-    if not source.exists() and str(path) in BENCHMARK_SOURCES:
-        return [r.sentence for r in load_records([{"benchmark": str(path), "limit": limit}])]
-    return _read_sentences(source, lang, pretokenized)[:limit]
+def _open_output(path: str | None) -> TextIO:
+    if not path:
+        return sys.stdout
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    return open(path, "w", encoding="utf-8")
 
 
-def _read_sentences(source: Path, lang: str, pretokenized: bool) -> list[Sentence]:
-    if source.is_dir():
-        from openie4pp.shards import iter_records
+def _warn(message: str) -> None:
+    from tqdm import tqdm
 
-        return [r.sentence for r in iter_records(source, strict=True) if isinstance(r, Record)]
-    lines = source.read_text(encoding="utf-8").splitlines()
-    first = next((line for line in lines if line.strip()), "")
-    if first.lstrip().startswith("{"):
-        return [_json_sentence(json.loads(line), lang, pretokenized) for line in lines if line.strip()]
-    return [
-        Sentence.from_text(line.rstrip("\r\n"), lang, None, pretokenized) for line in lines if line.strip()
-    ]
-
-
-def _tab_lines(records: Iterable[Record]) -> Iterator[str]:
-    for record in records:
-        text = record.sentence.text.replace("\t", " ")
-        for extraction in record.extractions:
-            relation, args = extraction.nary()
-            cells = [text, f"{extraction.confidence:.6f}", relation, *args]
-            yield "\t".join(c.replace("\t", " ") for c in cells) + "\n"
-
-
-def write_records(records: Iterable[Record], out: TextIO, fmt: str = "jsonl") -> int:
-    """Write ``records`` as OpenIE4++ JSONL or CaRB tab lines; returns the number of extractions."""
-    count = 0
-    if fmt == "jsonl":
-        for record in records:
-            out.write(record.model_dump_json() + "\n")
-            count += len(record.extractions)
-    elif fmt == "carb-tab":
-        for line in _tab_lines(records):
-            out.write(line)
-            count += 1
-    else:
-        raise ValueError(f"unknown output format {fmt!r} (jsonl or carb-tab)")
-    return count
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="a folder written by `openie4pp train`")
-    parser.add_argument(
-        "--input",
-        required=True,
-        help="text lines, JSONL ({text, lang, id} or records), shards, or a benchmark name (carb-dev...)",
-    )
-    parser.add_argument("--limit", type=int, help="the first N sentences only")
-    parser.add_argument("--lang", default="en", help="language of inputs that do not say (default: en)")
-    parser.add_argument("--pretokenized", action="store_true", help="split on whitespace only (benchmarks)")
-    parser.add_argument("--format", choices=["jsonl", "carb-tab"], default="jsonl")
-    parser.add_argument("--out", help="output file (default: stdout)")
-    parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--max-length", type=int, default=256, help="sub-words per sentence")
-    parser.add_argument("--binary", action="store_true", help="keep only arg0 and arg1")
-    parser.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    tqdm.write(f"openie4pp extract: warning: {message}", file=sys.stderr)
 
 
 def extract_main(args: argparse.Namespace) -> int:
-    import torch
+    """Stream sentences through the model and write each batch's output as soon as it is done.
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    extractor = Extractor.from_pretrained(
-        args.model, device=device, batch_size=args.batch_size, max_length=args.max_length, binary=args.binary
+    The output is written directly (no temporary file renamed at the end) and flushed after every
+    batch, so a kill or Ctrl-C keeps every sentence finished before it (a torn last line at most,
+    which the JSONL readers drop). Bad input lines are reported, counted and skipped; exit 1 when
+    no sentence at all could be read (an empty input is not a success).
+    """
+    from tqdm import tqdm
+
+    input_format = check_options(args)
+    device = resolve_device(args.device)
+    try:
+        extractor = Extractor.from_pretrained(
+            args.model,
+            device=device,
+            batch_size=args.batch_size,
+            max_length=args.max_length,
+            binary=args.binary,
+        )
+    except _load_errors() as exc:  # a checked folder that does not load: damaged or incomplete files
+        raise UsageError(
+            f"--model {args.model}: cannot load it as a trained model ({type(exc).__name__}: {exc}); "
+            "retrain it with `openie4pp train`"
+        ) from exc
+    stats = ReadStats()
+    sentences = iter_sentences(
+        args.input,
+        lang=args.lang,
+        pretokenized=args.pretokenized,
+        input_format=input_format,
+        max_chars=args.max_chars,
+        limit=args.limit,
+        stats=stats,
+        on_problem=lambda where, why: _warn(f"{where}: {why} (skipped)"),
     )
-    sentences = read_sentences(args.input, args.lang, args.pretokenized, args.limit)
-    records = extractor.records(sentences)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "w", encoding="utf-8") as out:
-            n = write_records(records, out, args.format)
-    else:
-        n = write_records(records, sys.stdout, args.format)
-    print(f"{len(sentences)} sentences, {n} extractions", file=sys.stderr)
+    total = count_lines(args.input)
+    if args.limit is not None:
+        total = args.limit if total is None else min(total, args.limit)
+    n_extractions, out = 0, None
+    progress = tqdm(
+        total=total,
+        unit=" sentences",
+        desc="extract",
+        file=sys.stderr,
+        disable=args.no_progress or not sys.stderr.isatty(),
+    )
+    try:
+        with progress:
+            for records in extractor.stream_records(sentences):
+                if out is None:  # opened at the first result: a run that reads nothing leaves no file
+                    out = _open_output(args.out)
+                n_extractions += write_records(records, out, args.format)
+                out.flush()
+                progress.update(len(records))
+    finally:
+        if out is not None and out is not sys.stdout:
+            out.close()
+    skipped = stats.describe_skipped(args.max_chars)
+    if stats.sentences == 0 and args.limit != 0:
+        raise RunProblems(f"{args.input}: 0 sentences read ({skipped}); nothing extracted, no output written")
+    if out is None and args.out:  # --limit 0: an empty result is what was asked for
+        _open_output(args.out).close()
+    where = f" -> {args.out}" if args.out else ""
+    print(f"{stats.sentences} sentences, {n_extractions} extractions{where} ({skipped})", file=sys.stderr)
     return 0

@@ -7,6 +7,9 @@ checkpoints are :mod:`.checkpoint`. Each stage writes a
 format), training_args.yaml, metrics.json, plus log.jsonl (step, loss parts, lr, time),
 checkpoint/ and, with a dev benchmark, best/ (the folder itself is then the best dev model).
 
+* **Checks first.** :mod:`.preflight` looks at files before anything loads (the previous stage's
+  model, the data, a finished stage in the way, the encoder); rejected training lines are reported
+  per source and above ``data.max_rejected_fraction`` stop the run before training.
 * **Stages.** 1 initialises from ``encoder``; 2 from ``init_from`` (default ``{run_dir}/stage1``);
   3 from ``{run_dir}/stage2`` plus :meth:`Multi2OIEModel.add_moe`. ``set_stage`` decides what
   trains, and the optimizer only ever receives parameters with ``requires_grad``.
@@ -34,8 +37,8 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
+import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,6 +50,7 @@ from .batching import BucketBatchSampler, Collator
 from .checkpoint import load_checkpoint, save_checkpoint, save_model_folder, set_rng_state
 from .config import load_config, parse_overrides
 from .data import LoadStats, build_dataset
+from .preflight import check_before_training, clear_stale_artefacts, hub_offline
 
 __all__ = ["TrainRecipe", "load_config", "parse_overrides", "save_model_folder", "train"]
 
@@ -54,15 +58,11 @@ __all__ = ["TrainRecipe", "load_config", "parse_overrides", "save_model_folder",
 # -- builders ----------------------------------------------------------------------------------
 
 
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes")
-
-
 def build_tokenizer(cfg: dict[str, Any]) -> Any:
     from transformers import AutoTokenizer
 
     source = cfg["encoder"] if cfg["stage"] == 1 else cfg["init_from"]
-    return AutoTokenizer.from_pretrained(str(source), local_files_only=_offline())
+    return AutoTokenizer.from_pretrained(str(source), local_files_only=hub_offline())
 
 
 def build_model(cfg: dict[str, Any], languages: list[str]) -> Any:
@@ -72,7 +72,7 @@ def build_model(cfg: dict[str, Any], languages: list[str]) -> Any:
     stage, moe = cfg["stage"], cfg["moe"]
     if stage == 1:
         model = Multi2OIEModel.from_encoder(
-            cfg["encoder"], languages=languages, local_files_only=_offline(), **cfg["model"]
+            cfg["encoder"], languages=languages, local_files_only=hub_offline(), **cfg["model"]
         )
     else:
         model = Multi2OIEModel.from_pretrained(cfg["init_from"])
@@ -97,7 +97,9 @@ def build_model(cfg: dict[str, Any], languages: list[str]) -> Any:
 
 
 def build_data(cfg: dict[str, Any], tokenizer: Any, accelerator: Any) -> tuple[Any, LoadStats]:
-    """The encoded training set (built once by the main process, read from the cache by the others)."""
+    """The encoded training set (built once by the main process, read from the cache by the others).
+    Rejected lines are reported, one line per source; above ``data.max_rejected_fraction`` the run
+    stops here, before training."""
     stats = LoadStats()
     with accelerator.main_process_first():
         dataset = build_dataset(
@@ -107,7 +109,11 @@ def build_data(cfg: dict[str, Any], tokenizer: Any, accelerator: Any) -> tuple[A
             cache_dir=cfg["data"]["cache_dir"],
             num_proc=cfg["data"]["num_proc"],
             stats=stats,
+            max_rejected_fraction=cfg["data"]["max_rejected_fraction"],
         )
+    if accelerator.is_main_process:
+        for line in stats.rejection_warnings():
+            print(f"openie4pp train: warning: {line}", file=sys.stderr, flush=True)
     return dataset, stats
 
 
@@ -197,6 +203,7 @@ class TrainRecipe:
     def __init__(self, cfg: dict[str, Any]) -> None:
         from accelerate import Accelerator, DistributedDataParallelKwargs
 
+        check_before_training(cfg)  # before anything is loaded: every process, the same files
         self.cfg = cfg
         self.out = Path(cfg["output_dir"])
         self.tied = cfg["stage"] == 3 and bool(cfg["moe"]["experts_tied"])
@@ -222,7 +229,10 @@ class TrainRecipe:
         cfg, acc = self.cfg, self.acc
         set_seed(cfg["seed"])
         if acc.is_main_process:
+            if cfg["overwrite"]:
+                clear_stale_artefacts(self.out)
             self.out.mkdir(parents=True, exist_ok=True)
+        acc.wait_for_everyone()
         self.tokenizer = build_tokenizer(cfg)
         self.dataset, self.stats = build_data(cfg, self.tokenizer, acc)
         model = build_model(cfg, cfg["languages"] or sorted(set(self.dataset["lang"])))
@@ -378,7 +388,7 @@ class TrainRecipe:
             processes=acc.num_processes,
             trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
             elapsed_s=round(time.time() - self.started, 3),
-            data={"records": stats.records, "examples": stats.examples, "misfits": dict(stats.misfits)},
+            data=stats.summary(),
         )
         if not state["halted"]:
             if state["best"] is not None and (self.out / "best").is_dir():

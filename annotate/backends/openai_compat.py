@@ -6,37 +6,53 @@ fails on one endpoint is retried on another, an endpoint that keeps failing is b
 and a server's ``Retry-After`` wins over our backoff. Structured output is negotiated per endpoint
 (json_schema -> json_object+schema -> schema in the prompt) because servers differ in what they
 accept, and a 400 for an unsupported ``response_format`` must not fail the request.
+
+Limits (issue 10): an endpoint URL is checked when the backend is built (http/https, a host, no
+user:password); its query (``?api-version=``) stays on every request and out of everything
+written (:mod:`openie4pp.redact`); an answer larger than ``max_response_bytes`` is not read;
+benching looks at distinct requests (:class:`~.breaker.EndpointHealth`), so one poison request
+cannot bench the only endpoint; and a :class:`~.breaker.CircuitBreaker` stops the run with
+:class:`~openie4pp.errors.EndpointsDown` when nothing answers any more.
 """
 
 from __future__ import annotations
 
 import asyncio
-import email.utils
-import ipaddress
 import json
 import logging
+import math
 import os
 import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception_type, stop_after_attempt
 from tenacity.wait import wait_random_exponential
 
+from openie4pp.errors import UsageError
+from openie4pp.redact import redactor, scrub_logs, url_secrets
+
 from ..llm import ChatRequest, ChatResponse, RequestFailed, StructuredMode
 from . import append_schema_instruction
+from .breaker import CircuitBreaker, EndpointHealth
 from .transport import (
+    DEFAULT_MAX_RESPONSE_BYTES,
+    AnswerTooLarge,
     HTTPAnswer,
     HTTPClientSetting,
     Transport,
     TransportConnectionError,
     TransportTimeout,
+    check_endpoint_url,
+    endpoint_name,
+    is_loopback,
     make_transport,
+    parse_retry_after,
     resolve_http_client,
 )
+
+__all__ = ["OpenAICompatBackend", "check_endpoint_url", "endpoint_name", "is_loopback", "parse_retry_after"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +60,8 @@ StructuredSetting = Literal["auto", "json_schema", "json_object", "none"]
 _MODE_ORDER: tuple[StructuredMode, ...] = ("json_schema", "json_object", "none")
 _FORMAT_WORDS = ("response_format", "json_schema", "json_object", "schema", "grammar", "structured")
 _RETRY_STATUSES = frozenset({408, 409, 429})
+_LIBRARY_LOGGERS = ("openai", "openai._base_client", "httpx", "httpx2", "httpcore", "aiohttp.client")
+"""Loggers of the HTTP libraries below us that print request URLs (query included) at INFO/DEBUG."""
 
 
 class _Retryable(Exception):
@@ -75,50 +93,23 @@ class _Endpoint:
     mode: StructuredMode
     in_flight: int = 0
     failures: int = 0
+    """Failed attempts in a row (for :meth:`OpenAICompatBackend.endpoint_stats`)."""
     benched_until: float = 0.0
     served: int = 0
     max_tokens_field: str = "max_tokens"
+    health: EndpointHealth = field(default_factory=EndpointHealth)
 
 
-def endpoint_name(url: str) -> str:
-    """``host:port`` of an endpoint URL: safe to log (no user:password, no path, no query)."""
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return f"{parts.hostname}:{port}"
-
-
-def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def parse_retry_after(headers: Any) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``Retry-After`` (seconds or an HTTP date)."""
-    if headers is None:
-        return None
-    millis = headers.get("retry-after-ms")
-    if millis:
-        try:
-            return max(0.0, float(millis) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+def _check_number(name: str, value: Any, *, integer: bool = False, minimum: float = 0.0,
+                  strict: bool = True) -> None:
+    """``value`` must be a finite number above (``strict``) or at least ``minimum``."""
+    kind_ok = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not kind_ok or not math.isfinite(value) or (
+            value <= minimum if strict else value < minimum):
+        what = "an integer" if integer else "a finite number"
+        bound = f"> {minimum:g}" if strict else f">= {minimum:g}"
+        flag = {"timeout_s": " (--timeout)"}.get(name, "")
+        raise UsageError(f"{name}{flag} must be {what} {bound}, not {value!r}")
 
 
 def _schema_name(name: str) -> str:
@@ -135,43 +126,63 @@ class OpenAICompatBackend:
     """:class:`~openie4pp.annotate.llm.Backend` over one or more OpenAI-compatible endpoints.
 
     ``backoff_base_s``/``backoff_max_s`` shape the exponential backoff with full jitter (tests make
-    them tiny); ``bench_after`` consecutive endpoint failures bench an endpoint for ``bench_s``.
-    ``latency_s`` in the answer is the wall time of :meth:`complete`, retries included: what the
-    pipeline waited. ``http_client``: ``auto`` (aiohttp when installed, else the SDK), ``aiohttp``
-    or ``openai`` (see :mod:`.transport`); ``max_in_flight`` (the caller's concurrency) sizes the
-    SDK's connection pools; more requests than that still work.
+    them tiny); ``bench_after`` failures from distinct requests bench an endpoint for ``bench_s``
+    (see :class:`~.breaker.EndpointHealth`). ``latency_s`` in the answer is the wall time of
+    :meth:`complete`, retries included: what the pipeline waited. ``max_response_bytes`` caps an
+    answer's body (over it: a failed request, not retried). ``breaker_after_s`` /
+    ``breaker_after_requests``: see :class:`~.breaker.CircuitBreaker`. ``http_client``: ``auto``
+    (aiohttp when installed, else the SDK), ``aiohttp`` or ``openai`` (see :mod:`.transport`);
+    ``max_in_flight`` (the caller's concurrency) sizes the SDK's connection pools; more requests
+    than that still work.
     """
 
     def __init__(self, endpoints: list[str], model: str, *, api_key_env: str = "OPENAI_API_KEY",
                  timeout_s: float = 60, max_attempts: int = 6, structured: StructuredSetting = "auto",
                  bench_s: float = 30, max_retry_wait_s: float = 60, backoff_base_s: float = 0.5,
                  backoff_max_s: float = 20, bench_after: int = 3, max_in_flight: int = 16,
-                 http_client: HTTPClientSetting = "auto") -> None:
+                 http_client: HTTPClientSetting = "auto",
+                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, breaker_after_s: float = 120,
+                 breaker_after_requests: int = 20) -> None:
         if not endpoints:
-            raise ValueError("OpenAICompatBackend needs at least one endpoint URL")
+            raise UsageError("OpenAICompatBackend needs at least one endpoint URL")
+        for url in endpoints:
+            check_endpoint_url(url, api_key_env)
         if structured not in ("auto", *_MODE_ORDER):
-            raise ValueError(f"structured must be auto, json_schema, json_object or none, not {structured!r}")
+            raise UsageError(f"structured must be auto, json_schema, json_object or none, not {structured!r}")
+        _check_number("timeout_s", timeout_s)
+        for name, value in (("bench_s", bench_s), ("max_retry_wait_s", max_retry_wait_s),
+                            ("backoff_base_s", backoff_base_s), ("backoff_max_s", backoff_max_s)):
+            _check_number(name, value, strict=False)
+        for name, value in (("max_attempts", max_attempts), ("bench_after", bench_after),
+                            ("max_in_flight", max_in_flight), ("max_response_bytes", max_response_bytes)):
+            _check_number(name, value, integer=True, minimum=1, strict=False)
+        self._breaker = CircuitBreaker(after_s=breaker_after_s, after_requests=breaker_after_requests)
         self.model = model
         self.structured = structured
-        self.max_attempts = max(1, max_attempts)
+        self.max_attempts = max_attempts
         self.bench_s = bench_s
-        self.bench_after = max(1, bench_after)
+        self.bench_after = bench_after
         self.max_retry_wait_s = max_retry_wait_s
         self._backoff = wait_random_exponential(multiplier=backoff_base_s, max=backoff_max_s)
         key = os.environ.get(api_key_env) or None
         remote = [endpoint_name(url) for url in endpoints if not is_loopback(url)]
         if key is None and remote:
-            raise ValueError(
+            raise UsageError(
                 f"no API key for {', '.join(remote)}: set the environment variable {api_key_env}")
-        self._redact = _redactor(key)
+        secrets = [key, *(secret for url in endpoints for secret in url_secrets(url))]
+        self._redact = redactor(secrets)  # a server may echo the key (OpenAI's 401 does) or our URL
+        scrub_logs(_LIBRARY_LOGGERS, secrets)
         start_mode: StructuredMode = "json_schema" if structured == "auto" else structured
         self.http_client = resolve_http_client(http_client)
         self._endpoints = [
             _Endpoint(name=endpoint_name(url), mode=start_mode, transport=make_transport(
-                self.http_client, url, key, timeout_s=timeout_s, max_in_flight=max_in_flight))
+                self.http_client, url, key, timeout_s=timeout_s, max_in_flight=max_in_flight,
+                max_response_bytes=max_response_bytes))
             for url in endpoints
         ]
+        self._names = [ep.name for ep in self._endpoints]
         self._rr = 0
+        self._request_ids = 0
 
     def __repr__(self) -> str:
         names = ", ".join(ep.name for ep in self._endpoints)
@@ -189,20 +200,24 @@ class OpenAICompatBackend:
             await ep.transport.aclose()
 
     async def complete(self, request: ChatRequest) -> ChatResponse:
+        """The answer, or :class:`RequestFailed`; :class:`~openie4pp.errors.EndpointsDown` once
+        the circuit breaker is open (for this and every later request)."""
         start = time.monotonic()
+        self._request_ids += 1
+        rid = self._request_ids  # tells the attempts of one request from those of many
         try:
             # the common case, one attempt that works, skips the retry machinery (tenacity costs
             # ~0.15 ms of CPU per loop, a twentieth of the client's budget at 300 requests/s)
-            response, attempts = await self._attempt(request, None), 1
+            response, attempts = await self._attempt(request, None, rid), 1
         except _Retryable as first:
-            response, attempts = await self._retry(request, first)
+            response, attempts = await self._retry(request, first, rid)
         except _Fatal as exc:
             raise RequestFailed(exc.detail, status=exc.status, retries=0) from None
         response.latency_s = time.monotonic() - start
         response.retries = attempts - 1
         return response
 
-    async def _retry(self, request: ChatRequest, first: _Retryable) -> tuple[ChatResponse, int]:
+    async def _retry(self, request: ChatRequest, first: _Retryable, rid: int) -> tuple[ChatResponse, int]:
         """Attempts 2.. after ``first`` failed: tenacity's loop, whose first iteration replays the
         failure it did not see, so waits, attempt numbers and logs are as if it had run them all."""
         attempts = 0
@@ -219,11 +234,14 @@ class OpenAICompatBackend:
                         failed, replay = replay, None
                         raise failed
                     try:
-                        response = await self._attempt(request, avoid)
+                        response = await self._attempt(request, avoid, rid)
                     except _Retryable as exc:
                         avoid = exc.endpoint
                         raise
         except _Retryable as exc:
+            if exc.endpoint_fault:
+                self._breaker.request_failed(exc.detail)
+                self._breaker.check(self._names)  # this failure may be the one that opens it
             raise RequestFailed(f"{exc.detail} (gave up after {attempts} attempts)", status=exc.status,
                                 retries=attempts - 1) from None
         except _Fatal as exc:
@@ -254,7 +272,10 @@ class OpenAICompatBackend:
         return [ep for ep in self._endpoints if ep.benched_until <= now and ep is not exclude]
 
     async def _acquire(self, avoid: _Endpoint | None) -> _Endpoint:
-        """Least in flight among unbenched endpoints (ties round-robin), preferring not ``avoid``."""
+        """Least in flight among unbenched endpoints (ties round-robin), preferring not ``avoid``.
+
+        With every endpoint benched, waits for the first one back, or for the breaker's deadline
+        if that comes first (a bench must not outlast the breaker)."""
         while True:
             candidates = self._healthy(exclude=avoid) or self._healthy()
             if candidates:
@@ -265,44 +286,72 @@ class OpenAICompatBackend:
                 chosen.in_flight += 1  # no await since the choice: atomic under asyncio
                 return chosen
             wake = min(ep.benched_until for ep in self._endpoints)
+            deadline = self._breaker.deadline()
+            if deadline is not None:
+                wake = min(wake, deadline)
             await asyncio.sleep(max(0.0, wake - time.monotonic()))
+            self._breaker.check(self._names)
 
-    def _note_failure(self, ep: _Endpoint) -> None:
+    def _should_bench(self, ep: _Endpoint, failures: int, distinct: int) -> bool:
+        """``failures`` (from ``distinct`` requests) are enough to bench ``ep``: at least
+        ``bench_after`` of them, from two requests or more unless ``bench_after`` is 1, and never the
+        last healthy endpoint for one request's failures (a poison request is not the endpoint)."""
+        return (failures >= self.bench_after and distinct >= min(2, self.bench_after)
+                and (distinct >= 2 or bool(self._healthy(exclude=ep))))
+
+    def _bench(self, ep: _Endpoint, why: str) -> None:
+        ep.benched_until = time.monotonic() + self.bench_s
+        ep.health.clear()
+        log.warning("endpoint %s benched for %.1fs: %s", ep.name, self.bench_s, why)
+
+    def _connection_failed(self, ep: _Endpoint, rid: int, detail: str) -> _Retryable:
         ep.failures += 1
-        if ep.failures >= self.bench_after:
-            ep.benched_until = time.monotonic() + self.bench_s
-            log.warning("endpoint %s benched for %.1fs after %d consecutive failures", ep.name,
-                        self.bench_s, ep.failures)
+        self._breaker.attempt_failed(detail)
+        failures, distinct = ep.health.connection_failed(rid)
+        if self._should_bench(ep, failures, distinct):
+            self._bench(ep, f"{failures} connection failures in a row from {distinct} requests")
+        return _Retryable(detail, status=None, endpoint=ep, endpoint_fault=True)
+
+    def _server_failed(self, ep: _Endpoint, rid: int, detail: str) -> None:
+        ep.failures += 1
+        self._breaker.attempt_failed(detail)
+        failed, seen = ep.health.server_failed(rid)
+        if 2 * failed >= seen and self._should_bench(ep, failed, failed):
+            self._bench(ep, f"server errors for {failed} of its last {seen} requests")
 
     # -- one attempt --------------------------------------------------------------------------
 
-    async def _attempt(self, request: ChatRequest, avoid: _Endpoint | None) -> ChatResponse:
+    async def _attempt(self, request: ChatRequest, avoid: _Endpoint | None, rid: int) -> ChatResponse:
+        if self._breaker.failing_since is not None:
+            self._breaker.check(self._names)
         ep = await self._acquire(avoid)
         try:
-            return await self._call(ep, request)
+            return await self._call(ep, request, rid)
         finally:
             ep.in_flight -= 1
 
-    async def _call(self, ep: _Endpoint, request: ChatRequest) -> ChatResponse:
+    async def _call(self, ep: _Endpoint, request: ChatRequest, rid: int) -> ChatResponse:
         mode: StructuredMode = ep.mode if request.schema is not None else "none"
         while True:
             try:
                 answer = await ep.transport.post(self._body(ep, request, mode))
             except TransportTimeout:
-                self._note_failure(ep)
-                raise _Retryable(f"{ep.name}: timed out", status=None, endpoint=ep,
-                                 endpoint_fault=True) from None
+                raise self._connection_failed(ep, rid, f"{ep.name}: timed out") from None
             except TransportConnectionError as exc:
-                self._note_failure(ep)
-                raise _Retryable(f"{ep.name}: connection error ({self._redact(str(exc))})",
-                                 status=None, endpoint=ep, endpoint_fault=True) from None
+                raise self._connection_failed(
+                    ep, rid, f"{ep.name}: connection error ({self._redact(str(exc))})") from None
+            except AnswerTooLarge as exc:  # the same request would get the same answer: not retried
+                raise _Fatal(f"{ep.name}: {exc} (max_response_bytes)", status=None) from None
             if 200 <= answer.status < 300:
                 break
             lower = self._negotiate(ep, request, mode, answer)
             if lower is None:
-                raise self._classify(ep, answer)
+                raise self._classify(ep, answer, rid)
             mode = lower
         ep.failures = 0
+        ep.health.succeeded(rid)
+        if self._breaker.failing_since is not None:
+            self._breaker.success()
         ep.served += 1
         content, prompt_tokens, completion_tokens = _parse_completion(ep, answer.content)
         return ChatResponse(content=content, model=self.model, endpoint=ep.name, prompt_tokens=prompt_tokens,
@@ -336,11 +385,11 @@ class OpenAICompatBackend:
             ep.mode = lower
         return lower
 
-    def _classify(self, ep: _Endpoint, answer: HTTPAnswer) -> Exception:
+    def _classify(self, ep: _Endpoint, answer: HTTPAnswer, rid: int) -> Exception:
         status = answer.status
         detail = f"{ep.name}: HTTP {status}: {self._redact(_error_text(answer))[:500]}"
         if status >= 500:
-            self._note_failure(ep)
+            self._server_failed(ep, rid, detail)
             return _Retryable(detail, status=status, endpoint=ep, endpoint_fault=True,
                               retry_after=parse_retry_after(answer.headers))
         if status in _RETRY_STATUSES:
@@ -402,9 +451,3 @@ def _parse_completion(ep: _Endpoint, raw: bytes) -> tuple[str, int, int]:
 def _count(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
-
-def _redactor(secret: str | None) -> Callable[[str], str]:
-    """A scrubber for error texts: a server may echo the key back (OpenAI's 401 does, partly)."""
-    def redact(text: str) -> str:
-        return text.replace(secret, "[REDACTED]") if secret else text
-    return redact

@@ -38,10 +38,11 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
-from openie4pp.eval.result import EvalResult
+from openie4pp.eval.result import EvalResult, UnmatchedPredictionsWarning
 from openie4pp.schema import Record
 
 SLOT_SEPARATOR = " --> "
+ID_HINT = "Ids are the gold's 1-based 'sent_id:' values."
 
 
 class GoldTriple(NamedTuple):
@@ -232,13 +233,17 @@ def _benchie_tokens(text: str, lang: str) -> str:
     return " ".join(text)
 
 
-def records_to_triples(records: Iterable[Record], gold: BenchieGold, lang: str) -> tuple[list[Triple], int]:
+def records_to_triples(
+    records: Iterable[Record], gold: BenchieGold, lang: str, matched_ids: set[str] | None = None
+) -> tuple[list[Triple], int]:
     """Turn OpenIE4++ records into BenchIE triples: ``(sent_id, arg0, predicate, other arguments)``.
 
     The sentence is found by its text after whitespace normalisation (see :func:`_sentence_key`). The
     object is every argument but ``arg0``, in record order (``arg1``, ``arg2``..., then ``loc``/``temp``/
     ``context``), joined with one space, because BenchIE gold puts the whole remainder in the object; a
-    missing subject or object becomes ``""``. Returns the triples and the number of unknown sentences.
+    missing subject or object becomes ``""``. Returns the triples and the number of unknown sentences;
+    ``matched_ids``, when given, receives the gold ids of the records' sentences (records without
+    extractions included: the system did read those sentences).
     """
     ids: dict[str, str] = {}
     for gold_id, text in gold.sentences.items():
@@ -250,6 +255,8 @@ def records_to_triples(records: Iterable[Record], gold: BenchieGold, lang: str) 
         if sent_id is None:
             unknown += 1
             continue
+        if matched_ids is not None:
+            matched_ids.add(sent_id)
         for extraction in record.extractions:
             subject = extraction.argument("arg0")
             rest = [_benchie_tokens(a.text, lang) for a in extraction.arguments if a.role != "arg0"]
@@ -282,7 +289,9 @@ def _is_jsonl(path: Path) -> bool:
     return False
 
 
-def _from_memory(items: Iterable[Any], gold: BenchieGold, lang: str) -> tuple[list[Triple], int]:
+def _from_memory(
+    items: Iterable[Any], gold: BenchieGold, lang: str, matched_ids: set[str]
+) -> tuple[list[Triple], int]:
     triples: list[Triple] = []
     records: list[Record] = []
     for index, item in enumerate(items):
@@ -297,7 +306,7 @@ def _from_memory(items: Iterable[Any], gold: BenchieGold, lang: str) -> tuple[li
             triples.append((str(item[0]), item[1], item[2], item[3]))
         else:
             raise ValueError(f"predictions[{index}]: expected (sent_id, subject, relation, object) or Record")
-    from_records, unknown = records_to_triples(records, gold, lang)
+    from_records, unknown = records_to_triples(records, gold, lang, matched_ids)
     return triples + from_records, unknown
 
 
@@ -369,30 +378,35 @@ def score_benchie(
     if gold.n_synsets == 0:  # the original divides by zero here
         raise ValueError(f"{gold_path}: no fact synsets found; is this a BenchIE gold file?")
     unknown_records = 0
+    record_ids: set[str] = set()  # gold ids of the sentences of records, with extractions or not
     if isinstance(predictions, (str, os.PathLike)):
         path = Path(predictions)
         if _is_jsonl(path):
-            triples, unknown_records = records_to_triples(_read_records(path), gold, lang)
+            triples, unknown_records = records_to_triples(_read_records(path), gold, lang, record_ids)
         else:
             triples = read_system_extractions(path)
     else:
-        triples, unknown_records = _from_memory(predictions, gold, lang)
+        triples, unknown_records = _from_memory(predictions, gold, lang, record_ids)
     counts = score_triples(gold, triples)
     if counts["n_ignored"]:
         warnings.warn(
             f"{counts['n_ignored']} extraction(s) name sentence ids not in {gold_path} "
             f"(e.g. {counts['ignored_sent_ids']}); they are ignored, as the original BenchIE does. "
-            "Ids are the gold's 1-based 'sent_id:' values.",
+            f"{ID_HINT}",
+            UnmatchedPredictionsWarning,
             stacklevel=2,
         )
     if unknown_records:
-        warnings.warn(f"{unknown_records} record(s) match no sentence of {gold_path}; ignored", stacklevel=2)
+        warnings.warn(f"{unknown_records} record(s) match no sentence of {gold_path}; ignored",
+                      UnmatchedPredictionsWarning, stacklevel=2)
     tp, fp = counts["true_positives"], counts["false_positives"]
     precision = tp / (tp + fp) if tp + fp else 0.0  # compute_precision leaves 0.0 when nothing was scored
     recall = tp / counts["n_synsets"]
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     details = {"match": "slot", "facet": "regular", "unknown_records": unknown_records, **counts}
-    return EvalResult(
+    if counts["n_ignored"]:
+        details["hint"] = ID_HINT
+    result = EvalResult(
         benchmark=f"benchie-{lang}",
         precision=precision,
         recall=recall,
@@ -400,3 +414,8 @@ def score_benchie(
         n_predictions=len(triples),
         details=details,
     )
+    predicted_ids = record_ids | {sent_id for sent_id, *_ in triples}
+    # an unknown record is a sentence of its own that no gold key can equal
+    unknown_keys = [f"\x00unknown record {k}" for k in range(unknown_records)]
+    result.set_coverage(gold.synsets, [*predicted_ids, *unknown_keys])
+    return result

@@ -362,7 +362,7 @@ def score_carb(
     curve = carb_curve(gold, predicted)
     precision, recall, f1, threshold = curve.best()
     n_nan = sum(math.isnan(p.confidence) for p in loaded.predictions)
-    return EvalResult(
+    result = EvalResult(
         benchmark="carb-binary" if binary else "carb",
         precision=precision,
         recall=recall,
@@ -387,3 +387,5 @@ def score_carb(
             "thresholds": len(curve.thresholds),
         },
     )
+    result.set_coverage(gold, [normalize_sentence(text) for text in loaded.sentences])
+    return result

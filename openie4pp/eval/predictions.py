@@ -79,12 +79,22 @@ PredictionsInput = Union[str, os.PathLike, Iterable[PredictionItem]]  # noqa: UP
 
 @dataclass
 class LoadedPredictions:
-    """Predictions plus what reading them did (format, lines skipped as the original would)."""
+    """Predictions plus what reading them did (format, lines skipped as the original would).
+
+    ``sentences`` are the distinct raw sentence texts the input covers, in first-seen order,
+    including records without extractions: a system that found nothing in a gold sentence did
+    process it, so the sentence matched, even though it yields no :class:`Prediction`.
+    """
 
     predictions: list[Prediction]
     source: str
     format: Literal["tab", "jsonl", "memory"]
     skipped_lines: list[int] = field(default_factory=list)
+    sentences: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.sentences:
+            self.sentences = list(dict.fromkeys(p.sentence for p in self.predictions))
 
 
 def _read_text(path: Path) -> str:
@@ -162,8 +172,14 @@ def _record_predictions(record: Record, line: int | None) -> list[Prediction]:
 
 def read_jsonl(path: str | os.PathLike[str]) -> list[Prediction]:
     """Read OpenIE4++ records, one per line (blank lines skipped); each extraction is one prediction."""
+    return _read_jsonl(path)[0]
+
+
+def _read_jsonl(path: str | os.PathLike[str]) -> tuple[list[Prediction], list[str]]:
+    """:func:`read_jsonl`, plus the distinct sentence texts of all records (with extractions or not)."""
     p = Path(path)
     predictions: list[Prediction] = []
+    sentences: dict[str, None] = {}
     for number, line in enumerate(_read_text(p).split("\n"), start=1):
         if not line.strip():
             continue
@@ -175,8 +191,9 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[Prediction]:
             raise EvalInputError(f"invalid OpenIE4++ record: {loc}: {first.get('msg')}", p, number) from None
         except ValueError as exc:  # e.g. SchemaVersionError raised outside validation
             raise EvalInputError(f"invalid OpenIE4++ record: {exc}", p, number) from None
+        sentences[record.sentence.text] = None
         predictions.extend(_record_predictions(record, number))
-    return predictions
+    return predictions, list(sentences)
 
 
 def _from_item(item: object, index: int) -> list[Prediction]:
@@ -209,10 +226,15 @@ def load_predictions(
         if not path.is_file():
             raise EvalInputError("no such prediction file", path)
         if detect_format(path) == "jsonl":
-            return LoadedPredictions(read_jsonl(path), str(path), "jsonl")
+            from_records, sentences = _read_jsonl(path)
+            return LoadedPredictions(from_records, str(path), "jsonl", sentences=sentences)
         predictions, skipped = read_tab(path, min_columns=min_columns, skip_short=skip_short)
         return LoadedPredictions(predictions, str(path), "tab", skipped)
     out: list[Prediction] = []
+    texts: dict[str, None] = {}
     for index, item in enumerate(source):
-        out.extend(_from_item(item, index))
-    return LoadedPredictions(out, "<memory>", "memory")
+        found = _from_item(item, index)
+        covered = [item.sentence.text] if isinstance(item, Record) else [p.sentence for p in found]
+        texts.update(dict.fromkeys(covered))
+        out.extend(found)
+    return LoadedPredictions(out, "<memory>", "memory", sentences=list(texts))

@@ -46,7 +46,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any, Literal
 
-from openie4pp.eval.carb import CarbTuple, carb_curve, normalize_keys
+from openie4pp.eval.carb import CarbTuple, carb_curve, normalize_keys, normalize_sentence
 from openie4pp.eval.curve import auc_trapezoid, best_f1_index, f1_scores, ranking_pr_curve
 from openie4pp.eval.predictions import EvalInputError, Prediction, PredictionsInput, load_predictions
 from openie4pp.eval.result import EvalResult
@@ -235,7 +235,7 @@ def score_reoie2016(
         auc, points = curve.auc("unique-recall"), curve.points()
         details["thresholds"] = len(curve.thresholds)
         details["nan_confidences"] = int(sum(math.isnan(p.confidence) for p in kept))
-    return EvalResult(
+    result = EvalResult(
         benchmark=f"re-oie2016-{_language(gold_path)}" + ("-binary" if binary else ""),
         precision=precision,
         recall=recall,
@@ -246,3 +246,5 @@ def score_reoie2016(
         curve=points,
         details=details,
     )
+    result.set_coverage(gold, [normalize_sentence(text) for text in loaded.sentences])
+    return result

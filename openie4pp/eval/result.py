@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+
+class UnmatchedPredictionsWarning(UserWarning):
+    """Some predictions name sentences that are not in the gold, so they are not scored at all."""
 
 
 @dataclass
@@ -23,6 +28,24 @@ class EvalResult:
     threshold: float | None = None
     curve: list[tuple[float, float, float]] = field(default_factory=list)
     details: dict[str, Any] = field(default_factory=dict)
+    gold_sentences: int = 0
+    prediction_sentences: int = 0
+    """Distinct sentences the predictions cover (records without extractions included)."""
+    gold_sentences_without_predictions: int = 0
+    prediction_sentences_not_in_gold: int = 0
+    """Not scored at all: usually predictions made for another benchmark, split or id scheme."""
+
+    @property
+    def matched_sentences(self) -> int:
+        return self.prediction_sentences - self.prediction_sentences_not_in_gold
+
+    def set_coverage(self, gold: Collection[str], predicted: Collection[str]) -> None:
+        """Count which sentences the gold and the predictions share (both as matching keys)."""
+        gold_keys, predicted_keys = set(gold), set(predicted)
+        self.gold_sentences = len(gold_keys)
+        self.prediction_sentences = len(predicted_keys)
+        self.gold_sentences_without_predictions = len(gold_keys - predicted_keys)
+        self.prediction_sentences_not_in_gold = len(predicted_keys - gold_keys)
 
     def summary(self) -> dict[str, Any]:
         """The JSON object ``openie4pp eval --json`` prints (no curve)."""

@@ -7,10 +7,12 @@ lexical match; ``--binary`` scores the binary gold with its protocol), ``benchie
 from __future__ import annotations
 
 import json
+import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from openie4pp.eval.result import EvalResult
+from openie4pp.eval.result import EvalResult, UnmatchedPredictionsWarning
 from openie4pp.paths import benchmarks_dir
 
 
@@ -58,33 +60,88 @@ def gold_path(benchmark: Benchmark, binary: bool = False) -> Path:
 
 
 def evaluate(name: str, predictions: Path, *, binary: bool = False, gold: Path | None = None) -> EvalResult:
-    """Score ``predictions`` on benchmark ``name``; ``gold`` overrides where the gold is read from."""
+    """Score ``predictions`` on benchmark ``name``; ``gold`` overrides where the gold is read from.
+
+    Predictions that do not fit the benchmark score like a bad system (F1 0, precision 1), which
+    is how a wrong ``--benchmark`` or a 0-based id scheme went unnoticed. So the result counts the
+    sentences on each side without a partner, an :class:`UnmatchedPredictionsWarning` says when
+    some predictions are not scored at all, and :class:`~openie4pp.errors.RunProblems` is raised
+    when the file holds no prediction or none of its sentences is in the gold.
+    """
+    from openie4pp.errors import RunProblems, UsageError
+
     if name not in BENCHMARKS:
-        raise ValueError(f"unknown benchmark {name!r} (known: {', '.join(BENCHMARKS)})")
+        raise UsageError(f"unknown benchmark {name!r} (known: {', '.join(BENCHMARKS)})")
     benchmark = BENCHMARKS[name]
+    if predictions.is_dir():
+        raise UsageError(f"--pred {predictions} is a folder; give the prediction file")
     if not predictions.is_file():
         raise FileNotFoundError(f"{predictions}: no such prediction file")
+    if binary and benchmark.scorer == "benchie":
+        raise UsageError("BenchIE scores triples; --binary does not apply")
     gold = gold or gold_path(benchmark, binary)
-    if benchmark.scorer == "carb":
-        from openie4pp.eval.carb import score_carb
-
-        result = score_carb(gold, predictions, binary=binary)
-    elif benchmark.scorer == "re-oie2016":
-        from openie4pp.eval.reoie2016 import score_reoie2016
-
-        result = score_reoie2016(gold, predictions, binary=binary)
-    else:
-        if binary:
-            raise ValueError("BenchIE scores triples; --binary does not apply")
-        from openie4pp.eval.benchie import score_benchie
-
-        result = score_benchie(gold, predictions, benchmark.lang)
+    with warnings.catch_warnings():  # the scorers' own notes on unmatched ids: summed up below
+        warnings.simplefilter("ignore", UnmatchedPredictionsWarning)
+        result = _score(benchmark, gold, predictions, binary)
     result.benchmark = name + ("-binary" if binary else "")
+    if result.prediction_sentences == 0:
+        raise RunProblems(f"{predictions}: no predictions in the file; nothing to score")
+    hint = f" {result.details['hint']}" if result.details.get("hint") else ""
+    if result.matched_sentences == 0:
+        raise RunProblems(
+            f"none of the {result.prediction_sentences} prediction sentences of {predictions} is in the "
+            f"gold of {result.benchmark} ({result.gold_sentences} gold sentences, {gold}): wrong "
+            f"--benchmark or --gold, or predictions for other sentences?{hint}"
+        )
+    if result.prediction_sentences_not_in_gold:
+        warnings.warn(
+            f"{result.prediction_sentences_not_in_gold} of {result.prediction_sentences} prediction "
+            f"sentences are not in the gold of {result.benchmark} ({gold}) and are not scored.{hint}",
+            UnmatchedPredictionsWarning,
+            stacklevel=2,
+        )
     return result
 
 
+def _score(benchmark: Benchmark, gold: Path, predictions: Path, binary: bool) -> EvalResult:
+    if benchmark.scorer == "carb":
+        from openie4pp.eval.carb import score_carb
+
+        return score_carb(gold, predictions, binary=binary)
+    if benchmark.scorer == "re-oie2016":
+        from openie4pp.eval.reoie2016 import score_reoie2016
+
+        return score_reoie2016(gold, predictions, binary=binary)
+    from openie4pp.eval.benchie import score_benchie
+
+    return score_benchie(gold, predictions, benchmark.lang)
+
+
+def check_plot_target(path: str | Path) -> Path:
+    """The ``--plot`` PNG path, checked before scoring: a folder or a place where no file can be
+    made is a usage error, not a failure after the work is done."""
+    from openie4pp.errors import UsageError
+
+    target = Path(path)
+    if target.is_dir():
+        raise UsageError(f"--plot {path} is a folder; give the path of a PNG file to write")
+    parent = next((p for p in target.parents if p.exists()), None)
+    if parent is not None and not parent.is_dir():
+        raise UsageError(f"--plot {path}: {parent} is a file, not a folder")
+    if parent is not None and not os.access(parent, os.W_OK):
+        raise UsageError(f"--plot {path}: {parent} is not writable")
+    return target
+
+
 def format_table(result: EvalResult) -> str:
-    rows = [("benchmark", result.benchmark), ("predictions", str(result.n_predictions))]
+    rows = [
+        ("benchmark", result.benchmark),
+        ("predictions", str(result.n_predictions)),
+        ("gold sentences without predictions",
+         f"{result.gold_sentences_without_predictions} of {result.gold_sentences}"),
+        ("prediction sentences not in gold",
+         f"{result.prediction_sentences_not_in_gold} of {result.prediction_sentences}"),
+    ]
     if result.auc is not None:
         rows.append(("AUC", f"{result.auc:.4f}"))
     rows += [
@@ -99,5 +156,7 @@ def format_table(result: EvalResult) -> str:
 
 
 def summary_line(result: EvalResult) -> str:
-    """The JSON object ``--json`` prints last: auc (not for BenchIE), precision, recall, f1, n_predictions."""
+    """The JSON object ``--json`` prints last: auc (not for BenchIE), precision, recall, f1,
+    n_predictions, and the sentence counts (``gold_sentences``, ``prediction_sentences``,
+    ``gold_sentences_without_predictions``, ``prediction_sentences_not_in_gold``)."""
     return json.dumps(result.summary())

@@ -19,7 +19,7 @@ from openie4pp.schema import (
     RejectionReason,
     Sentence,
     Source,
-    check_lang,
+    canonical_lang,
 )
 
 
@@ -151,10 +151,11 @@ def sentence_or_rejection(
 
 
 def check_language(lang: str, *, file: Path | str) -> Rejection | None:
-    """A rejection if ``lang`` is not a BCP-47 tag: converters yield it instead of raising, so a
-    batch conversion reports a bad ``--lang`` like any other problem."""
+    """A rejection if ``lang`` is not a usable BCP-47 tag (:func:`~openie4pp.schema.canonical_lang`
+    also refuses ``und`` and private-use tags): converters yield it instead of raising, so a batch
+    conversion reports a bad language like any other problem."""
     try:
-        check_lang(lang)
+        canonical_lang(lang)
     except ValueError as exc:
         return reject(
             RejectionReason.unknown_language, str(exc), file=file, line=None, input=lang, field="lang"

@@ -14,6 +14,7 @@ in :mod:`openie4pp.formats.common`.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -22,10 +23,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TypeVar
 
-from openie4pp.schema import (
-    Record,
-    Rejection,
-)
+from openie4pp.schema import Record, Rejection, canonical_lang
 
 Converter = Callable[[Path, str | None, str | None], Iterator[Record | Rejection]]
 """``convert(path, lang, dataset)``: records and rejections, in file order of sentences."""
@@ -108,7 +106,15 @@ def get_converter(name: str) -> Converter:
 def convert(
     format_name: str, path: Path | str, lang: str | None = None, dataset: str | None = None
 ) -> Iterator[Record | Rejection]:
-    """Convert ``path`` read as ``format_name``; see :data:`CONVERTERS`."""
+    """Convert ``path`` read as ``format_name``; see :data:`CONVERTERS`.
+
+    A given ``lang`` is canonicalised first (``EN`` -> ``en``), so that it cannot become a second
+    shard folder beside ``en``; one that is no usable tag is passed on unchanged for the converter
+    to report as an ``unknown_language`` rejection.
+    """
+    if lang is not None:
+        with contextlib.suppress(ValueError):
+            lang = canonical_lang(lang)
     return get_converter(format_name)(Path(path), lang, dataset)
 
 
