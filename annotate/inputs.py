@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from openie4pp.jsonl import TextLine, iter_text_lines
 from openie4pp.schema import Record, canonical_lang, clip_input, is_blank, sentence_id_for
 
 from ..errors import InputFileError, UsageError
@@ -136,7 +137,18 @@ def _item_id(value: Any) -> str | None:
     text = str(value)
     if not text.strip() or len(text) > 512:
         raise ValueError("id: must be a non-blank string of at most 512 characters")
+    _check_encodable(text, "id")
     return text
+
+
+def _check_encodable(text: str, field: str) -> None:
+    """JSON's ``\\ud800`` escapes decode to lone surrogates, which are no text: they cannot be sent
+    to an LLM or written to a shard, so such a line is ``malformed_text`` at input."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as error:
+        raise _MalformedText(f"{field}: a lone surrogate (\\u{ord(text[error.start]):04x}) at character "
+                             f"{error.start} is not text") from None
 
 
 def item_from_mapping(data: Any, default_lang: str | None, source: str, line: int | None,
@@ -148,6 +160,7 @@ def item_from_mapping(data: Any, default_lang: str | None, source: str, line: in
     text = data.get("text", data.get("sentence"))
     if not isinstance(text, str) or is_blank(text):
         raise ValueError("text: missing or empty sentence")
+    _check_encodable(text, "text")
     lang = data.get("lang") or default_lang
     if not isinstance(lang, str):
         raise ValueError("lang: missing (give it per line or with --lang)")
@@ -166,20 +179,30 @@ def _check_length(text: str, limits: InputLimits) -> None:
     if len(text) > limits.max_chars:
         raise _LineTooLong(f"text: {len(text)} characters, over the limit of {limits.max_chars} "
                            "(--max-sentence-chars)")
+    if len(text) <= limits.max_words:  # fewer characters than the word limit: nothing to count
+        return
     words = len(text.split())
     if words > limits.max_words:
         raise _LineTooLong(
             f"text: {words} words, over the limit of {limits.max_words} (--max-sentence-words)")
 
 
-def item_from_record(record: Record, source: str, line: int | None) -> WorkItem:
+def item_from_record(record: Record, source: str, line: int | None,
+                     limits: InputLimits | None = None) -> WorkItem:
+    """An OpenIE4++ record as a work item (its extractions are the known triples for ``project``);
+    its language canonicalised and its length bounded like any other input (ValueError otherwise)."""
+    try:
+        lang = canonical_lang(record.lang)
+    except ValueError as error:
+        raise ValueError(f"sentence.lang: {error}") from None
+    _check_length(record.sentence.text, limits or InputLimits())
     triples = []
     for extraction in record.extractions:
         subject = extraction.argument("arg0")
         objects = [a.text for a in extraction.arguments if a.role != "arg0"]
         if subject and objects and extraction.predicate.text:
             triples.append((subject.text, extraction.predicate.text, *objects))
-    return WorkItem(record.id, record.lang, record.sentence.text, tuple(triples), True, source, line)
+    return WorkItem(record.id, lang, record.sentence.text, tuple(triples), True, source, line)
 
 
 def _problem(source: str, line: int | None, error: Exception, raw: str, data: Any = None) -> InputProblem:
@@ -189,6 +212,8 @@ def _problem(source: str, line: int | None, error: Exception, raw: str, data: An
     reason = "schema_invalid"
     if isinstance(error, _LineTooLong):
         reason = "too_long"
+    elif isinstance(error, _MalformedText):
+        reason = "malformed_text"
     elif "language code" in detail:
         reason = "unknown_language"
     elif "empty sentence" in detail:
@@ -202,98 +227,55 @@ def _problem(source: str, line: int | None, error: Exception, raw: str, data: An
     return InputProblem(source, line, detail, clip_input(raw), field_name, reason, sentence_id)
 
 
-def _bounded_lines(path: str, max_bytes: int) -> Iterator[tuple[int, bytes | None, int]]:
-    """``(line number, bytes or None, length)`` of each line; a line over ``max_bytes`` is skipped in
-    chunks (constant memory) and given as None with its length. A leading UTF-8 BOM is dropped."""
-    with open(path, "rb") as handle:
-        number = 0
-        while True:
-            chunk = handle.readline(max_bytes + 1)
-            if not chunk:
-                return
-            number += 1
-            if number == 1 and chunk.startswith(b"\xef\xbb\xbf"):
-                chunk = chunk[3:]
-            if len(chunk) > max_bytes and not chunk.endswith(b"\n"):
-                length = len(chunk)
-                while chunk and not chunk.endswith(b"\n"):
-                    chunk = handle.readline(1 << 20)
-                    length += len(chunk)
-                yield number, None, length
-                continue
-            yield number, chunk, len(chunk)
-
-
-def _decode(raw: bytes) -> str:
-    """UTF-8 text, or a ValueError naming the byte offset of the first invalid byte."""
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError as error:
-        raise _MalformedText(f"invalid UTF-8 at byte {error.start} of the line "
-                             f"({raw[error.start:error.start + 4]!r})") from None
-
-
 class _MalformedText(ValueError):
     pass
 
 
-def _byte_problem(path: str, number: int, raw: bytes | None, length: int, error: Exception | None,
-                  limits: InputLimits) -> InputProblem:
-    if raw is None:
-        return InputProblem(path, number, f"the line has {length} bytes, over the limit of "
-                            f"{limits.max_line_bytes} (--max-sentence-chars)", f"<{length} bytes, not read>",
-                            None, "too_long")
-    return InputProblem(path, number, str(error), clip_input(raw.decode("utf-8", "replace")), None,
-                        "malformed_text")
+def _line_problem(path: str, line: TextLine) -> InputProblem:
+    if line.too_long:
+        return InputProblem(path, line.number, f"{line.problem} (--max-sentence-chars)", "<not read>", None,
+                            "too_long")
+    raw = clip_input(line.raw.decode("utf-8", "replace"))
+    return InputProblem(path, line.number, line.problem or "", raw, None, "malformed_text")
 
 
 def _read_jsonl(path: str, lang: str | None, limits: InputLimits) -> Iterator[WorkItem | InputProblem]:
-    for number, raw_bytes, length in _bounded_lines(path, limits.max_line_bytes):
-        try:
-            raw = _decode(raw_bytes).strip() if raw_bytes is not None else None
-        except _MalformedText as error:
-            yield _byte_problem(path, number, raw_bytes, length, error, limits)
+    for line in iter_text_lines(path, limits.max_line_bytes):
+        if line.text is None:
+            yield _line_problem(path, line)
             continue
-        if raw is None:
-            yield _byte_problem(path, number, None, length, None, limits)
-            continue
-        if not raw:
-            continue
+        raw = line.text.strip()
         data: Any = None
         try:
             data = json.loads(raw)
             if isinstance(data, dict) and "sentence" in data and isinstance(data["sentence"], dict):
-                yield item_from_record(Record.model_validate(data), path, number)
+                yield item_from_record(Record.model_validate(data), path, line.number, limits)
             else:
-                yield item_from_mapping(data, lang, path, number, limits)
+                yield item_from_mapping(data, lang, path, line.number, limits)
         except (ValueError, RecursionError) as error:  # JSONDecodeError, pydantic's ValidationError
-            yield _problem(path, number, error, raw, data)
+            yield _problem(path, line.number, error, raw, data)
 
 
 def _read_txt(path: str, lang: str | None, limits: InputLimits) -> Iterator[WorkItem | InputProblem]:
-    for number, raw_bytes, length in _bounded_lines(path, limits.max_line_bytes):
+    for line in iter_text_lines(path, limits.max_line_bytes):
+        if line.text is None:
+            yield _line_problem(path, line)
+            continue
         try:
-            line = _decode(raw_bytes) if raw_bytes is not None else None
-        except _MalformedText as error:
-            yield _byte_problem(path, number, raw_bytes, length, error, limits)
-            continue
-        if line is None:
-            yield _byte_problem(path, number, None, length, None, limits)
-            continue
-        text = line.rstrip("\r\n")
-        if text.strip():
-            try:
-                yield item_from_mapping({"text": text}, lang, path, number, limits)
-            except ValueError as error:
-                yield _problem(path, number, error, text)
+            yield item_from_mapping({"text": line.text}, lang, path, line.number, limits)
+        except ValueError as error:
+            yield _problem(path, line.number, error, line.text)
 
 
-def _read_records(path: str) -> Iterator[WorkItem | InputProblem]:
+def _read_records(path: str, limits: InputLimits) -> Iterator[WorkItem | InputProblem]:
     from openie4pp.shards import iter_records
 
     for item in iter_records(path):
         if isinstance(item, Record):
-            yield item_from_record(item, path, None)
+            try:
+                yield item_from_record(item, path, None, limits)
+            except ValueError as error:
+                yield _problem(path, None, error, item.sentence.text, {"id": item.id})
         else:
             yield InputProblem(
                 item.file or path, item.line, item.detail, item.input, item.field, item.reason.value
@@ -355,7 +337,7 @@ def read_inputs(
     fmt = detect_format(path) if fmt == "auto" else fmt
     readers = {
         "jsonl": lambda: _read_jsonl(path, lang, limits),
-        "records": lambda: _read_records(path),
+        "records": lambda: _read_records(path, limits),
         "txt": lambda: _read_txt(path, lang, limits),
         "parquet": lambda: _read_rows(_parquet_rows(path), lang, path, limits),
         "hf": lambda: _read_rows(_hf_rows(path), lang, path, limits),

@@ -121,11 +121,15 @@ class RequestFailed(Exception):
     non-retryable error such as 401/400). The pipeline turns it into a ``request_failed``
     rejection and goes on with the next item."""
 
-    def __init__(self, detail: str, *, status: int | None = None, retries: int = 0) -> None:
+    def __init__(self, detail: str, *, status: int | None = None, retries: int = 0,
+                 transient: bool = False) -> None:
         super().__init__(detail)
         self.detail = detail
         self.status = status
         self.retries = retries
+        self.transient = transient
+        """The endpoint failed, not the request (unreachable, timed out, 5xx, rate-limited after all
+        retries): the same request may well work later. Set by the backend, which knows."""
 
 
 @runtime_checkable

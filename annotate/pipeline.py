@@ -124,11 +124,6 @@ REFUSING_STATUSES = frozenset({401, 403, 404})
 at once with the server's answer instead of rejecting every item of the input."""
 
 
-def is_endpoint_fault(error: RequestFailed) -> bool:
-    """A failure that says nothing about the item: the endpoint was unreachable, overloaded or broken."""
-    return error.status is None or error.status >= 500 or error.status in (408, 409, 429)
-
-
 class Pipeline:
     def __init__(self, backend: Backend, out_dir: Path, config: PipelineConfig) -> None:
         if config.concurrency < 1:  # a semaphore of 0 would wait forever
@@ -159,7 +154,7 @@ class Pipeline:
                     STAGE_OF_PURPOSE[request.purpose],
                     RejectionReason.request_failed,
                     f"{request.purpose} request: {error.detail}",
-                    deferred=is_endpoint_fault(error),
+                    deferred=error.transient,
                 ) from error
             self.stats.record_response(response, request.purpose)
             if not response.cached:
@@ -415,7 +410,12 @@ class Pipeline:
                     if stop:
                         break
                     if isinstance(task, InputProblem):
-                        self._reject_input(task)
+                        finished = task.sentence_id is not None and task.reason != "duplicate" and (
+                            task.sentence_id in writer or task.sentence_id in done)
+                        if finished:  # an earlier run (other limits?) accounts for this id already
+                            self.stats.input_rejection(task.reason)
+                        else:
+                            self._reject_input(task)
                         continue
                     self.stats.items += 1
                     if task.id in writer or task.id in done:

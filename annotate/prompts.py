@@ -33,6 +33,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel
 
+from openie4pp.errors import UsageError
+
 try:
     from importlib.resources.abc import Traversable
 except ImportError:  # Python 3.10
@@ -59,7 +61,7 @@ BUILTINS = ("lang", "language", "language_notes", "target_lang")
 ``target_lang`` would only be a chance to disagree."""
 
 
-class PromptError(ValueError):
+class PromptError(UsageError):
     """A prompt file that cannot be used, or a render call with missing or unknown variables."""
 
 

@@ -41,6 +41,7 @@ from openie4pp.annotate.stats import TRANSIENT_REASONS, Prices, RunStats
 
 from openie4pp.errors import EXIT_OK, RunProblems, UsageError
 from openie4pp.schema import RejectionReason, canonical_lang
+from openie4pp.shards import check_not_busy
 
 
 def _reasons(text: str) -> frozenset[str]:
@@ -180,6 +181,8 @@ def check_folders(source: Path | None, out: Path, cache: Path | None) -> None:
             break
     if out.is_dir() and not os.access(out, os.W_OK | os.X_OK):
         raise UsageError(f"--out {out}: the folder is not writable")
+    if out.is_dir():
+        check_not_busy(out)  # before a model server starts or weights load, not minutes later
     if source is not None:
         inside = source.resolve()
         if inside == resolved or resolved in inside.parents:
@@ -211,7 +214,7 @@ def open_backend(args: argparse.Namespace) -> Iterator[tuple[Backend, str]]:
                 raise UsageError("--backend vllm needs --model (a hub name or a local path)")
             inner, name = VLLMBackend(args.model), "vllm"
         else:
-            from openie4pp.annotate.backends.openai_compat import OpenAICompatBackend
+            from openie4pp.annotate.backends.openai_compat import OpenAICompatBackend, endpoint_name
 
             endpoints = list(args.endpoint)
             if not endpoints:
@@ -236,7 +239,7 @@ def open_backend(args: argparse.Namespace) -> Iterator[tuple[Backend, str]]:
                 breaker_after_s=args.breaker_after_s,
                 breaker_after_requests=args.breaker_after_requests,
             )
-            name = ",".join(_display(url) for url in endpoints)
+            name = ",".join(endpoint_name(url) for url in endpoints)
         if args.max_rpm or args.max_tpm:
             from openie4pp.annotate.backends.ratelimit import LimitedBackend, RateLimiter
 
@@ -244,13 +247,6 @@ def open_backend(args: argparse.Namespace) -> Iterator[tuple[Backend, str]]:
         cache_path = Path(args.cache) if args.cache else Path(args.out) / "cache.sqlite"
         cache_path.parent.mkdir(parents=True, exist_ok=True)
         yield CachedBackend(inner, cache_path), name
-
-
-def _display(url: str) -> str:
-    from urllib.parse import urlsplit
-
-    parts = urlsplit(url)
-    return parts.hostname + (f":{parts.port}" if parts.port else "") if parts.hostname else url
 
 
 def pipeline_config(args: argparse.Namespace, endpoint_name: str) -> PipelineConfig:
@@ -321,18 +317,22 @@ def annotate_main(args: argparse.Namespace) -> int:
     """Exit status: 0 when the run finished and the folder holds records for this input; 1 when it
     found problems (no input, nothing accepted, unfinished items); errors raise (see the CLI)."""
     check_options(args)
+    if args.limit == 0:
+        print(f"nothing to do: --limit 0; {args.out} is unchanged")
+        return EXIT_OK
     counts = InputCounts()
+    on_sigterm = signal.getsignal(signal.SIGTERM)
     try:
         stats = asyncio.run(_run(args, counts))
     except asyncio.CancelledError:  # SIGTERM (see _run)
         raise KeyboardInterrupt from None
+    finally:  # the event loop's handler is gone with the loop: a later SIGTERM is the caller's again
+        with contextlib.suppress(ValueError, TypeError):
+            signal.signal(signal.SIGTERM, on_sigterm)
     summary = stats.as_dict(Prices(args.price_in, args.price_out))
     summary["input_other_shards"] = counts.other_shards
     print(summary_line(args.out, stats, counts))
     print(json.dumps(summary, ensure_ascii=False))
-    if stats.unfinished:
-        raise RunProblems(f"{stats.unfinished} items unfinished after endpoint failures; rerun the same "
-                          "command to continue")
     if not stats.items and not stats.input_rejections:
         if counts.other_shards:
             return EXIT_OK  # this machine's share of a non-empty input is empty: nothing was asked of it

@@ -295,8 +295,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(_error_line(args.command, error), file=sys.stderr)
         return error.exit_code
-    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError, FileExistsError,
-            ValueError) as error:  # a path or value the user gave
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError,
+            FileExistsError) as error:  # a path the user gave
         if debug:
             raise
         print(_error_line(args.command, error), file=sys.stderr)

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
 
@@ -26,7 +24,7 @@ from openie4pp.errors import InputFileError, UsageError
 from openie4pp.formats.registry import ConversionStats, convert
 from openie4pp.paths import write_text_atomic
 from openie4pp.schema import Rejection, canonical_lang
-from openie4pp.shards import _LOCK, CARD, MANIFEST, REJECTED, ShardWriter, shard_files
+from openie4pp.shards import CARD, MANIFEST, REJECTED, ShardWriter, folder_locked, shard_files
 
 BENCHIE_SYNSETS = "benchie-gold.jsonl"
 _CARD_MARK = "# OpenIE4++ dataset"  # the heading of the card ShardWriter writes (openie4pp.hf)
@@ -46,31 +44,10 @@ def dataset_files(out_dir: Path) -> list[Path]:
     return found
 
 
-@contextlib.contextmanager
-def _no_other_writer(out_dir: Path) -> Iterator[None]:
-    """Hold the shard writer's lock while files are removed, so that ``--overwrite`` cannot pull a
-    folder from under a running ``annotate`` or ``convert``."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no advisory locks
-        yield
-        return
-    fd = os.open(out_dir / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            raise UsageError(f"--out {out_dir}: another openie4pp command is writing to it; "
-                             "wait for it to finish") from None
-        yield
-    finally:
-        os.close(fd)
-
-
 def remove_dataset(out_dir: Path) -> int:
     """Remove the dataset files of ``out_dir`` (see :func:`dataset_files`) and the language folders
     left empty; a user's own files stay. Returns how many files were removed."""
-    with _no_other_writer(out_dir):
+    with folder_locked(out_dir):
         files = dataset_files(out_dir)
         for path in files:
             path.unlink(missing_ok=True)

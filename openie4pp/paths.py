@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -49,11 +51,20 @@ def write_text_atomic(path: Path, text: str) -> None:
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """:func:`write_text_atomic` for bytes; a failed write (disk full) leaves no temporary file."""
+    """:func:`write_text_atomic` for bytes."""
+    with atomic_writer(path) as handle:
+        handle.write(data)
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[BinaryIO]:
+    """A binary file that replaces ``path`` when the block ends without an error (written beside as
+    ``.NAME.tmp``, flushed to disk, renamed over it); on an error (disk full) the temporary file is
+    removed and ``path`` is untouched. For rewrites too large to hold in memory."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         with open(tmp, "wb") as handle:
-            handle.write(data)
+            yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)

@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
 
+from openie4pp.errors import InputFileError
 from openie4pp.redact import SECRET_VALUE
 
 SCHEMA_VERSION = "1.0"
@@ -36,7 +37,7 @@ ROLE_PATTERN = re.compile(r"^(arg(0|[1-9][0-9]*)|loc|temp|context)$")
 and ``context`` are the Re-OIE2016 extra slots."""
 
 
-class SchemaVersionError(ValueError):
+class SchemaVersionError(InputFileError):
     """A record was written by an incompatible version of the schema."""
 
 
@@ -315,9 +316,16 @@ class Provenance(_Strict):
     def _no_secrets(self) -> Provenance:
         for name in ("endpoint", "model"):
             value = getattr(self, name)
-            if value and SECRET_VALUE.search(value):
+            if value and _has_secret(value):
                 raise ValueError(f"provenance.{name} looks like it contains a credential")
         return self
+
+
+@lru_cache(maxsize=256)
+def _has_secret(value: str) -> bool:
+    """Cached: a run's records share a handful of model and endpoint names, and the credential
+    regex costs microseconds per call on the per-record path."""
+    return SECRET_VALUE.search(value) is not None
 
 
 class Record(_Strict):

@@ -21,24 +21,32 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import itertools
 import json
 import os
 import re
-import warnings
-from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from openie4pp.appendlog import ShardCorruptError, append_line, close_fd, open_append, recover
 from openie4pp.errors import UsageError
-from openie4pp.jsonl import TornLineWarning, iter_records_in_file
-from openie4pp.paths import write_bytes_atomic, write_text_atomic
+from openie4pp.jsonl import iter_records_in_file
+from openie4pp.paths import write_text_atomic
 from openie4pp.redact import scrub_config
-from openie4pp.schema import SCHEMA_VERSION, Record, Rejection, RejectionReason, is_candidate_field
+from openie4pp.rejections import NOT_FINAL_REASONS, RejectionWriter, is_final_rejection
+from openie4pp.schema import SCHEMA_VERSION, Record, Rejection
+
+__all__ = [
+    "CARD", "MANIFEST", "NOT_FINAL_REASONS", "REJECTED", "FolderBusyError", "RejectionWriter",
+    "ShardCorruptError", "ShardInfo", "ShardWriter", "is_final_rejection", "iter_records", "scrub_config",
+    "shard_files",
+]
+
+# the module-level names ShardWriter calls (tests replace ``_append`` to simulate a full disk)
+_append, _open_append, _close, _recover = append_line, open_append, close_fd, recover
 
 MANIFEST, REJECTED, CARD = "manifest.json", "rejected.jsonl", "README.md"
 _LOCK = ".openie4pp-writer.lock"
@@ -49,8 +57,41 @@ class FolderBusyError(UsageError, RuntimeError):
     """Another writer holds the folder's lock (also a RuntimeError, as it was before)."""
 
 
-class ShardCorruptError(ValueError):
-    """A line other than the last one of a shard is unreadable: not a crash artefact, so not repaired."""
+def lock_folder(out_dir: Path) -> int | None:
+    """Take ``out_dir``'s writer lock (an advisory ``flock``, released when the descriptor is
+    closed, also by a killed process); the descriptor, or None where there are no such locks.
+    One writer per folder: a second one's dedup would be blind to the first one's ids."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: no advisory locks
+        return None
+    fd = os.open(out_dir / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise FolderBusyError(f"another process is writing to {out_dir} (its lock {out_dir / _LOCK} is "
+                              "held); wait for it, or stop it") from None
+    return fd
+
+
+@contextlib.contextmanager
+def folder_locked(out_dir: Path) -> Iterator[None]:
+    """Hold ``out_dir``'s writer lock for a block (removing a dataset, probing before a long start)."""
+    fd = lock_folder(out_dir)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def check_not_busy(out_dir: Path) -> None:
+    """Raise :class:`FolderBusyError` now if another writer holds ``out_dir``'s lock: a command that
+    starts a model server or loads weights first must not find that out minutes later."""
+    if (out_dir / _LOCK).exists():
+        with folder_locked(out_dir):
+            pass
 
 
 def shard_files(path: str | Path) -> dict[str, list[Path]]:
@@ -74,165 +115,6 @@ def iter_records(path: str | Path, *, strict: bool = False) -> Iterator[Record |
     files = [f for shards in shard_files(root).values() for f in shards] if root.is_dir() else [root]
     for file in files:
         yield from iter_records_in_file(file, strict=strict)
-
-
-def _append(fd: int, data: bytes, size_before: int) -> None:
-    """Write a whole line with one ``os.write`` (looping only on a short write).
-
-    On failure (disk full...) the fragment is cut off again, so that the next line does not
-    get glued to it and turn a clean error into mid-file corruption.
-    """
-    view = memoryview(data)
-    try:
-        while view:
-            written = os.write(fd, view)
-            if written <= 0:
-                raise OSError(f"os.write wrote {written} bytes")
-            view = view[written:]
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.ftruncate(fd, size_before)
-        raise
-
-
-def _open_append(path: Path) -> int:
-    return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-
-
-def _close(fd: int, durable: bool, directory: Path | None = None) -> None:
-    if durable:
-        os.fsync(fd)
-        if directory is not None:
-            with contextlib.suppress(OSError):  # not every platform can fsync a directory
-                dir_fd = os.open(directory, os.O_RDONLY)
-                os.fsync(dir_fd)
-                os.close(dir_fd)
-    os.close(fd)
-
-
-def _recover(path: Path, consume: Callable[[bytes], None]) -> tuple[int, int, hashlib._Hash]:
-    """Feed each line of an append-only file to ``consume`` and repair a crash-damaged tail.
-
-    Returns ``(lines, bytes, sha256)`` of the repaired file. An unterminated or unreadable
-    last line is cut off with a :class:`TornLineWarning`; an unterminated but complete one is
-    given its newline. An unreadable line elsewhere is corruption: :class:`ShardCorruptError`.
-    """
-    digest, good_end, lines = hashlib.sha256(), 0, 0
-    pending: bytes | None = None
-    with open(path, "rb") as handle:
-        for raw in itertools.chain(handle, [None]):
-            if pending is not None and raw is not None:
-                try:
-                    consume(pending)
-                except ValueError as exc:
-                    raise ShardCorruptError(f"{path}:{lines + 1}: unreadable line ({exc})") from exc
-            elif pending is not None:  # the last line
-                complete = pending if pending.endswith(b"\n") else pending + b"\n"
-                try:
-                    consume(complete)
-                except ValueError:
-                    warnings.warn(f"{path}:{lines + 1}: truncated a torn last line ({len(pending)} bytes)",
-                                  TornLineWarning, stacklevel=3)
-                    os.truncate(path, good_end)
-                    break
-                if complete is not pending:
-                    with open(path, "ab") as tail:
-                        tail.write(b"\n")
-                pending = complete
-            if pending is not None:
-                digest.update(pending)
-                good_end, lines = good_end + len(pending), lines + 1
-            pending = raw
-    return lines, good_end, digest
-
-
-NOT_FINAL_REASONS = frozenset({RejectionReason.internal_error.value})
-"""Sentence-level rejections that do not finish an item: a bug in this program is no verdict on the
-sentence, so the next run annotates the item again (its old line is dropped first)."""
-
-
-def is_final_rejection(data: Any) -> bool:
-    """Whether a ``rejected.jsonl`` object (parsed JSON) finishes its sentence: sentence-level (not
-    about one candidate), with an id, and not in :data:`NOT_FINAL_REASONS`."""
-    return (isinstance(data, dict) and bool(data.get("sentence_id")) and data.get("stage") != "input"
-            and not is_candidate_field(data.get("field")) and data.get("reason") not in NOT_FINAL_REASONS)
-
-
-class RejectionWriter:
-    """Append-only ``rejected.jsonl``; identical lines (a rerun rejecting the same input) are written once.
-
-    The one owner of the file: it knows which sentences are finished by a rejection
-    (:attr:`final_reasons`) and is the only code that rewrites it (:meth:`forget`), which only
-    happens while its :class:`ShardWriter` holds the folder's lock. A second process that rewrote
-    the file under a running writer would make that writer append to an unlinked inode.
-    """
-
-    def __init__(self, path: str | Path, *, resume: bool = False, durable: bool = False) -> None:
-        self.path, self.durable = Path(path), durable
-        self.count, self.size = 0, 0
-        self.final_reasons: dict[str, str] = {}
-        """Sentence id -> the reason of the sentence-level rejection that finished it."""
-        self._seen: set[bytes] = set()
-        self._fd: int | None = None
-        if self.path.exists() and self.path.stat().st_size:
-            if not resume:
-                raise FileExistsError(f"{self.path} exists; pass resume=True to append to it")
-            self.count, self.size, _ = _recover(self.path, self._remember)
-
-    def _remember(self, line: bytes) -> None:
-        data = json.loads(line)
-        if not isinstance(data, dict):
-            raise ValueError("not a JSON object")
-        self._seen.add(hashlib.sha1(line).digest())
-        if is_final_rejection(data):
-            self.final_reasons[str(data["sentence_id"])] = str(data.get("reason"))
-
-    def write(self, rejection: Rejection) -> bool:
-        """Append ``rejection``; False when an identical line is already there."""
-        line = (rejection.model_dump_json() + "\n").encode()
-        key = hashlib.sha1(line).digest()
-        if key in self._seen:
-            return False
-        if self._fd is None:
-            self._fd = _open_append(self.path)
-        _append(self._fd, line, self.size)
-        self._seen.add(key)
-        self.count, self.size = self.count + 1, self.size + len(line)
-        if rejection.sentence_id and rejection.stage != "input" and not is_candidate_field(rejection.field) \
-                and rejection.reason.value not in NOT_FINAL_REASONS:
-            self.final_reasons[rejection.sentence_id] = rejection.reason.value
-        return True
-
-    def forget(self, reasons: set[str] | frozenset[str]) -> dict[str, int]:
-        """Drop the sentence-level lines whose reason is in ``reasons`` (their items count as not done
-        again); returns how many per reason. Rewritten beside and renamed over the old file, so a
-        crash leaves either version, never a mixture; every other line is kept byte for byte."""
-        if not self.path.exists() or not reasons:
-            return {}
-        self.close()
-        kept: list[bytes] = []
-        dropped: Counter[str] = Counter()
-        with self.path.open("rb") as lines:
-            for line in lines:
-                data: Any = None
-                with contextlib.suppress(ValueError):
-                    data = json.loads(line)
-                reason = data.get("reason") if isinstance(data, dict) else None
-                if (isinstance(data, dict) and reason in reasons and data.get("sentence_id")
-                        and data.get("stage") != "input" and not is_candidate_field(data.get("field"))):
-                    dropped[str(reason)] += 1
-                else:
-                    kept.append(line)
-        if dropped:
-            write_bytes_atomic(self.path, b"".join(kept))
-            self.final_reasons, self._seen = {}, set()
-            self.count, self.size, _ = _recover(self.path, self._remember)
-        return dict(dropped)
-
-    def close(self) -> None:
-        if self._fd is not None:
-            _close(self._fd, self.durable)
-            self._fd = None
 
 
 @dataclass
@@ -281,18 +163,7 @@ class ShardWriter:
             raise
 
     def _lock(self) -> int | None:
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: no advisory locks
-            return None
-        fd = os.open(self.out_dir / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise FolderBusyError(f"another process is writing to {self.out_dir} (its lock "
-                                  f"{self.out_dir / _LOCK} is held); wait for it, or stop it") from None
-        return fd
+        return lock_folder(self.out_dir)
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
@@ -456,8 +327,8 @@ class ShardWriter:
         """Finalise even after an exception: the lines written so far are complete and worth
         describing, but the folder is marked incomplete (see :meth:`close`)."""
         try:
-            self.close(complete=exc_type is None)
+            self.close(complete=exc_type is None)  # releases the lock whatever happens
         except OSError:
             if exc_type is None:
                 raise  # the manifest itself could not be written (disk full): the caller must know
-            self._unlock()  # already failing: keep the original error, release the lock
+            # already failing: the original error is the one to report

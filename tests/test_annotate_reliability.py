@@ -26,7 +26,6 @@ from annotate_responder import ALWAYS_UNTRANSLATED, Outcome
 from fake_openai_server import FakeServerProcess
 
 from openie4pp.cli import main
-from openie4pp.schema import sentence_id_for
 from openie4pp.shards import ShardWriter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -168,10 +167,11 @@ def test_nothing_accepted_exits_1(
     assert "no record accepted" in one_error_line(err)
     # every answer invalid
     server.set_script([{"match": "*", "fault": {"truncate": True}}])
-    code, out, _ = run(
+    code, out, err = run(
         annotate_args(server, write_jsonl(tmp_path / "in.jsonl", sentences(2)), tmp_path / "o2"), capsys
     )
-    assert code == 1
+    assert code == 1 and "no record accepted" in one_error_line(err)
+    assert [r.reason.value for r in Outcome(tmp_path / "o2").final] == ["llm_invalid_output"] * 2
     # an empty input
     empty = tmp_path / "empty.jsonl"
     empty.write_text("")
@@ -372,15 +372,93 @@ def test_long_sentences_are_rejected_and_rejections_stay_small(
     assert {r.reason.value for r in Outcome(tmp_path / "out2").inputs} == {"too_long"}
 
 
-def test_a_huge_answer_is_stored_as_a_prefix_with_length_and_hash(
-    server: FakeServerProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_a_huge_answer_is_stored_as_a_prefix_with_length_and_hash(tmp_path: Path) -> None:
+    """A (valid-looking) answer whose triple is 1 MB of text: the candidate fails grounding and its
+    rejection keeps a prefix, the length and the hash, not the megabyte."""
+    import asyncio
+
+    from openie4pp.annotate.inputs import WorkItem
+    from openie4pp.annotate.llm import ChatResponse
+    from openie4pp.annotate.pipeline import Pipeline, PipelineConfig
+
+    huge = "x" * 1_000_000
+
+    class HugeAnswers:
+        model = "stub"
+
+        async def complete(self, request: Any) -> ChatResponse:
+            content = json.dumps({"triples": [{"subject": huge, "relation": "sells", "object": "books"}]})
+            return ChatResponse(content=content, model="stub", endpoint="stub", prompt_tokens=1,
+                                completion_tokens=1)
+
+        async def aclose(self) -> None:
+            pass
+
+    out = tmp_path / "out"
+    pipeline = Pipeline(HugeAnswers(), out, PipelineConfig(verify=False))  # type: ignore[arg-type]
+    item = WorkItem("t", "en", "Tom sells books.")
+    asyncio.run(pipeline.run([item]))
+    outcome = Outcome(out)
+    (candidate,) = outcome.candidates
+    assert len(candidate.input) < 3000 and "sha256" in candidate.input and str(len(candidate.input)) != "0"
+    assert "characters in all" in candidate.input
+    assert (out / "rejected.jsonl").stat().st_size < 10_000
+    assert [r.sentence_id for r in outcome.final] == ["t"]
+
+
+def test_clip_input_keeps_short_text_and_names_long_text() -> None:
     from openie4pp.schema import clip_input
 
     text = "x" * 1_000_000
     clipped = clip_input(text)
     assert len(clipped) < 3000 and "1000000" in clipped and "sha256" in clipped
     assert clip_input("short") == "short"
+
+
+def test_an_id_rejected_at_input_is_not_annotated_under_other_limits(
+    server: FakeServerProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rows = [*sentences(1), {"id": "long", "lang": "en", "text": "one two three four five six seven."}]
+    source = write_jsonl(tmp_path / "in.jsonl", rows)
+    out = tmp_path / "out"
+    run(annotate_args(server, source, out, "--max-sentence-words", "5"), capsys)
+    assert [r.sentence_id for r in Outcome(out).inputs] == ["long"]
+    run(annotate_args(server, source, out), capsys)  # looser limits: the id is finished already
+    assert "long" not in Outcome(out).record_ids
+    code, _, _ = run(annotate_args(server, source, out, "--retry-failed", "too_long"), capsys)
+    assert code == 0
+    outcome = Outcome(out)
+    assert "long" in outcome.record_ids and not [r for r in outcome.inputs if r.sentence_id == "long"]
+    # and the reverse: a tighter limit on a rerun does not reject an id that is in a shard
+    run(annotate_args(server, source, out, "--max-sentence-words", "2"), capsys)
+    assert not Outcome(out).inputs
+
+
+def test_lone_surrogates_and_record_inputs_are_checked_at_input(
+    server: FakeServerProcess, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source = tmp_path / "in.jsonl"
+    source.write_text('{"id": "ok", "lang": "en", "text": "Tom sells old books."}\n'
+                      '{"id": "bad", "lang": "en", "text": "Anna \\ud800 buys apples."}\n', encoding="utf-8")
+    out = tmp_path / "out"
+    code, _, err = run(annotate_args(server, source, out), capsys)
+    assert code == 0 and "Traceback" not in err
+    (bad,) = Outcome(out).inputs
+    assert (bad.reason.value, bad.field, bad.sentence_id) == ("malformed_text", "text", "bad")
+    # records whose language is spelt `EN` go to `en`
+    from openie4pp.schema import Record
+
+    gold = tmp_path / "gold.tsv"
+    gold.write_text("Tom sells old books .\tsells\tTom\told books\n", encoding="utf-8")
+    assert main(["convert", "--from", "carb", str(gold), "--out", str(tmp_path / "gold")]) == 0
+    record = Outcome(tmp_path / "gold").records[0]
+    upper = json.loads(record.model_dump_json())
+    upper["sentence"]["lang"], upper["sentence"]["id"] = "EN", "upper"
+    records = write_jsonl(tmp_path / "records.jsonl", [upper])
+    assert Record.model_validate(upper).lang == "EN"
+    code, _, _ = run(annotate_args(server, records, tmp_path / "out2"), capsys)
+    assert code == 0
+    assert sorted(p.name for p in (tmp_path / "out2").iterdir() if p.is_dir()) == ["en"]
 
 
 # -- 18 and the low sweep: input lines ------------------------------------------------------------
@@ -578,5 +656,4 @@ def test_sigint_and_sigterm_exit_130_and_the_rerun_finishes(
     again = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert again.returncode == 0, again.stderr
     assert finished_ids(out) == Counter({row["id"]: 1 for row in sentences(count)})
-    assert sentence_id_for("en", "x")  # ids come from the input here, not from content
     assert os.path.exists(out / "README.md")

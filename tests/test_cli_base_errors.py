@@ -215,7 +215,7 @@ def test_convert_overwrite_waits_for_no_one_and_removes_nothing_while_a_writer_r
     before = shard.read_bytes()
     with ShardWriter(out, resume=True):  # another command is writing here
         assert convert_carb(carb_gold, out, "--overwrite") == 2
-        assert "another openie4pp command is writing" in one_error_line(capsys.readouterr().err)
+        assert "another process is writing" in one_error_line(capsys.readouterr().err)
         assert shard.read_bytes() == before
 
 

@@ -336,3 +336,79 @@ def test_sigkill_mid_run_then_resume(tmp_path: Path) -> None:
         final = Counter(r.id for r in read_all(out))
     assert final == Counter(r.id for r in everything)
     assert json.loads((out / "manifest.json").read_text())["records"] == total
+
+
+# -- incomplete runs and the rejection writer's rewrite (issue 10) -----------------------------
+
+
+def _rejection(sentence_id: str | None, reason: RejectionReason, field: str | None = None,
+               stage: str = "stage2") -> Rejection:
+    return Rejection(stage=stage, reason=reason, detail="d", input="i",  # type: ignore[arg-type]
+                     sentence_id=sentence_id, field=field)
+
+
+def test_an_interrupted_writer_leaves_an_incomplete_manifest_and_no_card(tmp_path: Path) -> None:
+    with pytest.raises(KeyboardInterrupt), ShardWriter(tmp_path) as writer:
+        writer.write(make_record(0))
+        raise KeyboardInterrupt
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    assert manifest["complete"] is False and manifest["records"] == 1
+    assert not (tmp_path / "README.md").exists()
+    with ShardWriter(tmp_path, resume=True) as writer:  # the rerun completes it
+        assert len(writer) > 0
+    assert json.loads((tmp_path / "manifest.json").read_text())["complete"] is True
+    assert (tmp_path / "README.md").exists()
+
+
+def test_a_manifest_that_cannot_be_written_keeps_the_first_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def disk_full(path: Path, text: str) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    writer = ShardWriter(tmp_path)
+    writer.write(make_record(0))
+    monkeypatch.setattr(writer, "_write_atomically", disk_full)
+    with pytest.raises(ValueError, match="the original"), writer:
+        raise ValueError("the original")
+    ShardWriter(tmp_path, resume=True).close()  # the lock was released all the same
+    writer = ShardWriter(tmp_path, resume=True)
+    monkeypatch.setattr(writer, "_write_atomically", disk_full)
+    with pytest.raises(OSError, match="No space"), writer:
+        pass  # no error of its own: the manifest's is the one to report
+
+
+def test_forget_drops_only_the_asked_sentence_level_lines_byte_for_byte(tmp_path: Path) -> None:
+    path = tmp_path / "rejected.jsonl"
+    writer = RejectionWriter(path)
+    kept = [
+        _rejection("a", RejectionReason.ungrounded, field="candidates[0]"),
+        _rejection("a", RejectionReason.ungrounded),
+        _rejection("b", RejectionReason.llm_rejected),
+        _rejection(None, RejectionReason.malformed_json, stage="input"),
+    ]
+    forgotten = [_rejection(i, RejectionReason.request_failed) for i in ("c", "d")]
+    for rejection in [*kept[:2], forgotten[0], *kept[2:], forgotten[1]]:
+        writer.write(rejection)
+    assert writer.final_reasons == {"a": "ungrounded", "b": "llm_rejected", "c": "request_failed",
+                                    "d": "request_failed"}
+    inode = path.stat().st_ino
+    assert writer.forget({"wrong_language"}) == {}  # nothing to drop: the file is not rewritten
+    assert path.stat().st_ino == inode
+    assert writer.forget({"request_failed"}) == {"request_failed": 2}
+    assert path.read_text() == "".join(r.model_dump_json() + "\n" for r in kept)
+    assert writer.final_reasons == {"a": "ungrounded", "b": "llm_rejected"}
+    assert writer.write(forgotten[0]) is True  # forgotten lines may be written again
+    writer.close()
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_internal_errors_and_duplicates_finish_nothing(tmp_path: Path) -> None:
+    from openie4pp.rejections import is_final_rejection
+
+    assert not is_final_rejection(_rejection("a", RejectionReason.internal_error))
+    assert not is_final_rejection(_rejection("a", RejectionReason.duplicate, stage="input"))
+    assert not is_final_rejection(_rejection("a", RejectionReason.ungrounded, field="candidates[1]"))
+    assert not is_final_rejection(_rejection(None, RejectionReason.malformed_json, stage="input"))
+    assert is_final_rejection(_rejection("a", RejectionReason.too_long, stage="input"))
+    assert is_final_rejection(json.loads(_rejection("a", RejectionReason.ungrounded).model_dump_json()))

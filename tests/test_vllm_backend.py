@@ -206,7 +206,9 @@ def test_params_factory_without_structured_outputs(monkeypatch: pytest.MonkeyPat
 
 def test_missing_vllm_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "vllm", None)
-    with pytest.raises(RuntimeError, match=r"openie4pp\[vllm\]"):
+    from openie4pp.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"openie4pp\[vllm\]"):
         vllm_params_factory()
 
 

@@ -38,12 +38,12 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from openie4pp.errors import InputFileError, UsageError
+from openie4pp.jsonl import iter_text_lines
 from openie4pp.schema import Record, Sentence, canonical_lang
 
 INPUT_FORMATS = ("auto", "txt", "jsonl", "shards", "benchmark")
 EXTENSION_FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
 OUTPUT_FORMATS = ("jsonl", "carb-tab")
-_BOM = b"\xef\xbb\xbf"
 
 Problem = Callable[[str, str], None]
 """``on_problem(location, message)``: a bad input line, located as ``file:line``."""
@@ -202,7 +202,7 @@ def _shard_items(root: Path, lang: str, max_chars: int | None) -> Iterator[tuple
 def _file_items(
     path: Path, fmt: str, lang: str, pretokenized: bool, max_chars: int | None
 ) -> Iterator[tuple[str, Sentence | Exception]]:
-    for line_no, text in _lines(path):
+    for line_no, text in _lines(path, max_chars):
         location = f"{path}:{line_no}"
         if isinstance(text, Exception):
             yield location, text
@@ -216,25 +216,17 @@ def _file_items(
             yield location, problem
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str | Exception]]:
-    """``(1-based line number, text without its line end)`` for every non-blank line; only ``\\n``
-    ends a line. A line that is not UTF-8 comes as a :class:`_LineProblem` with the byte offset."""
+def _lines(path: Path, max_chars: int | None = None) -> Iterator[tuple[int, str | Exception]]:
+    """``(1-based line number, text without its line end)`` for every non-blank line
+    (:func:`openie4pp.jsonl.iter_text_lines`: only ``\\n`` ends a line, a BOM is ignored); a line that
+    is not UTF-8, or far longer than ``max_chars`` (skipped unread), comes as a :class:`_LineProblem`."""
+    max_bytes = None if max_chars is None else max_chars * 4 + 64 * 1024
     try:
-        handle = open(path, "rb")  # noqa: SIM115 - closed below, also when the consumer stops early
+        lines = iter_text_lines(path, max_bytes)
+        for line in lines:
+            yield line.number, line.text if line.text is not None else _LineProblem(None, line.problem or "")
     except OSError as exc:
         raise InputFileError(f"--input {path}: cannot read: {exc.strerror or exc}") from None
-    with handle:
-        for line_no, raw in enumerate(handle, 1):
-            if line_no == 1 and raw.startswith(_BOM):
-                raw = raw[len(_BOM) :]
-            body = raw.rstrip(b"\r\n")
-            try:
-                text = body.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                yield line_no, _LineProblem(None, f"not valid UTF-8 (byte {exc.start} of the line)")
-                continue
-            if text.strip():
-                yield line_no, text
 
 
 def _canonical(sentence: Sentence) -> Sentence:

@@ -36,9 +36,25 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
 
-from ...errors import UsageError
+from ...errors import InputFileError, RunProblems, UsageError
 
 INSTALL_HINT = "pip install 'openie4pp[local]'"
+
+_DIE_WITH_PARENT = """
+import ctypes, os, runpy, signal, sys
+parent = int(sys.argv.pop(1))
+try:  # Linux: SIGTERM when the parent dies, however it dies (kill -9 included)
+    ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGTERM))  # 1 = PR_SET_PDEATHSIG
+except (OSError, AttributeError):
+    pass
+if os.getppid() != parent:  # the parent died before the guard was set
+    sys.exit(1)
+sys.argv[0] = "llama_cpp.server"
+runpy.run_module("llama_cpp.server", run_name="__main__", alter_sys=True)
+"""
+"""``python -m llama_cpp.server``, started so that it dies with the process that started it: a
+server whose parent was killed (``kill -9``, a test's timeout) would otherwise hold a model and
+both cores for ever, and every later run on the machine would crawl."""
 
 GEMMA_CHAT_TEMPLATE = (
     "{{ bos_token }}"
@@ -99,10 +115,10 @@ class _GGUFHeader:
 
     def scalars(self, wanted: set[str]) -> dict[str, object]:
         if self.buf[:4] != b"GGUF":
-            raise ValueError("not a GGUF file")
+            raise InputFileError("not a GGUF file")
         self.pos = 4
         if self.read("<I") < 2:
-            raise ValueError("GGUF v1 is not supported")
+            raise InputFileError("GGUF v1 is not supported")
         self.read("<Q")  # tensor count
         found: dict[str, object] = {}
         for _ in range(self.read("<Q")):
@@ -118,7 +134,7 @@ class _GGUFHeader:
 
     def scalar(self, vtype: int) -> str:
         if vtype not in self.SCALARS:
-            raise ValueError(f"unknown GGUF value type {vtype}")
+            raise InputFileError(f"unknown GGUF value type {vtype}")
         return self.SCALARS[vtype]
 
     def read(self, fmt: str) -> Any:
@@ -130,7 +146,7 @@ class _GGUFHeader:
         n = self.read("<Q")
         self.pos += n
         if self.pos > len(self.buf):
-            raise ValueError("truncated GGUF header")
+            raise InputFileError("truncated GGUF header")
         return self.buf[self.pos - n:self.pos].decode("utf-8", errors="replace")
 
     def skip(self, vtype: int) -> None:
@@ -238,8 +254,9 @@ class LocalLlamaServer:
         self._log_dir = tempfile.mkdtemp(prefix="openie4pp-llama-")
         self.log_path = Path(self._log_dir) / "server.log"
         port = self.port or free_port()
-        cmd = [sys.executable, "-m", "llama_cpp.server", "--model", model_path, "--model_alias", self.model,
-               "--host", "127.0.0.1", "--port", str(port), "--n_ctx", str(self.n_ctx)]
+        cmd = [sys.executable, "-c", _DIE_WITH_PARENT, str(os.getpid()), "--model", model_path,
+               "--model_alias", self.model, "--host", "127.0.0.1", "--port", str(port),
+               "--n_ctx", str(self.n_ctx)]
         if self.n_threads:
             cmd += ["--n_threads", str(self.n_threads)]
         cmd += self._chat_format_args(model_path, Path(self._log_dir))
@@ -283,7 +300,7 @@ class LocalLlamaServer:
         while True:
             code = self._proc.poll()
             if code is not None:
-                raise RuntimeError(f"llama.cpp server exited with code {code} during startup; "
+                raise RunProblems(f"llama.cpp server exited with code {code} during startup; "
                                    f"log {self.log_path}:\n{self.log_tail()}")
             try:
                 with urllib.request.urlopen(f"{self.base_url}/models", timeout=2) as resp:

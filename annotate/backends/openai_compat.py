@@ -242,8 +242,9 @@ class OpenAICompatBackend:
             if exc.endpoint_fault:
                 self._breaker.request_failed(exc.detail)
                 self._breaker.check(self._names)  # this failure may be the one that opens it
+            transient = exc.endpoint_fault or exc.status in _RETRY_STATUSES
             raise RequestFailed(f"{exc.detail} (gave up after {attempts} attempts)", status=exc.status,
-                                retries=attempts - 1) from None
+                                retries=attempts - 1, transient=transient) from None
         except _Fatal as exc:
             raise RequestFailed(exc.detail, status=exc.status, retries=attempts - 1) from None
         return response, attempts
@@ -431,7 +432,7 @@ def _parse_completion(ep: _Endpoint, raw: bytes) -> tuple[str, int, int]:
     """
     try:
         data = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: an envelope nested thousands deep
         data = None
     if not isinstance(data, dict):
         raise _Retryable(f"{ep.name}: bad response (not a JSON object)", status=None, endpoint=ep)

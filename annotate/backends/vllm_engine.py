@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ...errors import UsageError
 from ..llm import ChatRequest, ChatResponse, RequestFailed
 from . import append_schema_instruction
 
@@ -75,7 +76,7 @@ def vllm_params_factory() -> tuple[ParamsFactory, bool]:
     try:
         from vllm import SamplingParams
     except ImportError as exc:
-        raise RuntimeError(f"vLLM is not installed: {INSTALL_HINT}") from exc
+        raise UsageError(f"vLLM is not installed: {INSTALL_HINT}") from exc
     so_cls: Any = None
     field_name = ""
     try:

@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 
 from pydantic import ValidationError
 
+from openie4pp.errors import InputFileError
 from openie4pp.eval.result import EvalResult, UnmatchedPredictionsWarning
 from openie4pp.schema import Record
 
@@ -117,7 +118,8 @@ def _gold_triple(item: str | list[str], where: str) -> GoldTriple:
     # whose slots are its characters (zh line 2080 "2 0 6 :" is one); we keep it the same way.
     slots = list(item)
     if len(slots) < 3:
-        raise ValueError(f"{where}: a gold triple needs 3 slots 'subject --> relation --> object': {item!r}")
+        raise InputFileError(
+            f"{where}: a gold triple needs 3 slots 'subject --> relation --> object': {item!r}")
     # As the original does: slots beyond the third (n-ary gold) are ignored.
     raw = (slot_variants(slots[0]), slot_variants(slots[1]), slot_variants(slots[2]))
     stripped = (
@@ -150,9 +152,9 @@ def load_benchie_gold(path: str | os.PathLike[str]) -> BenchieGold:
                 fields = line.split("\t")
                 head = fields[0].split("sent_id:")
                 if len(fields) < 2 or len(head) < 2:
-                    raise ValueError(f"{path}:{lineno}: expected 'sent_id:ID<TAB>sentence', got {line!r}")
+                    raise InputFileError(f"{path}:{lineno}: expected 'sent_id:ID<TAB>sentence', got {line!r}")
                 if head[1] in sentences:
-                    raise ValueError(f"{path}:{lineno}: sentence id {head[1]!r} is repeated")
+                    raise InputFileError(f"{path}:{lineno}: sentence id {head[1]!r} is repeated")
                 sent_ids.append(head[1])
                 sentences[head[1]] = fields[1]
             if SLOT_SEPARATOR in line:
@@ -207,7 +209,7 @@ def read_system_extractions(path: str | os.PathLike[str]) -> list[Triple]:
                 continue
             fields = line.split("\t")
             if len(fields) < 4:
-                raise ValueError(
+                raise InputFileError(
                     f"{path}:{lineno}: expected 'sent_id<TAB>subject<TAB>relation<TAB>object' "
                     f"(an empty last slot is stripped away), got {len(fields)} field(s): {line!r}"
                 )
@@ -274,7 +276,7 @@ def _read_records(path: Path) -> list[Record]:
             try:
                 records.append(Record.model_validate(json.loads(line)))
             except (json.JSONDecodeError, ValidationError, ValueError) as exc:
-                raise ValueError(f"{path}:{lineno}: not an OpenIE4++ record: {exc}") from exc
+                raise InputFileError(f"{path}:{lineno}: not an OpenIE4++ record: {exc}") from exc
     return records
 
 
@@ -299,13 +301,15 @@ def _from_memory(
             try:
                 records.append(item if isinstance(item, Record) else Record.model_validate(item))
             except ValidationError as exc:
-                raise ValueError(f"predictions[{index}]: not an OpenIE4++ record: {exc}") from exc
+                raise InputFileError(f"predictions[{index}]: not an OpenIE4++ record: {exc}") from exc
         elif isinstance(item, Sequence) and not isinstance(item, str) and len(item) >= 4:
             if not all(isinstance(slot, str) for slot in item[1:4]):
-                raise ValueError(f"predictions[{index}]: subject, relation and object must be str: {item!r}")
+                raise InputFileError(
+                    f"predictions[{index}]: subject, relation and object must be str: {item!r}")
             triples.append((str(item[0]), item[1], item[2], item[3]))
         else:
-            raise ValueError(f"predictions[{index}]: expected (sent_id, subject, relation, object) or Record")
+            raise InputFileError(
+                f"predictions[{index}]: expected (sent_id, subject, relation, object) or Record")
     from_records, unknown = records_to_triples(records, gold, lang, matched_ids)
     return triples + from_records, unknown
 
@@ -376,7 +380,7 @@ def score_benchie(
     """
     gold = _gold(gold_path)
     if gold.n_synsets == 0:  # the original divides by zero here
-        raise ValueError(f"{gold_path}: no fact synsets found; is this a BenchIE gold file?")
+        raise InputFileError(f"{gold_path}: no fact synsets found; is this a BenchIE gold file?")
     unknown_records = 0
     record_ids: set[str] = set()  # gold ids of the sentences of records, with extractions or not
     if isinstance(predictions, (str, os.PathLike)):

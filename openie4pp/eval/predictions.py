@@ -29,6 +29,7 @@ from typing import Literal, Union
 
 from pydantic import ValidationError
 
+from openie4pp.errors import InputFileError
 from openie4pp.schema import Record
 
 __all__ = [
@@ -43,7 +44,7 @@ __all__ = [
 ]
 
 
-class EvalInputError(ValueError):
+class EvalInputError(InputFileError):
     """A gold or prediction file (or in-memory item) that cannot be scored, with where it went wrong.
 
     ``str(error)`` is ``"FILE:LINE: message"`` so the CLI can print it as is.
