@@ -16,11 +16,19 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from openie4pp.annotate.constraints import SpanConstraint
 
 StructuredMode = Literal["json_schema", "json_object", "none"]
 """How a server was asked for JSON: OpenAI's ``json_schema`` response format; ``json_object``
 with the schema attached (llama.cpp's server); or plain text with the schema in the prompt."""
+
+ConstraintKind = Literal["grammar", "structured_outputs", "guided_grammar", "json_schema_enum", "none"]
+"""How a span constraint (:mod:`openie4pp.annotate.constraints`) was sent: llama.cpp's top-level
+``grammar``; vLLM's ``structured_outputs: {"grammar": ...}``; vLLM's older ``guided_grammar``; a
+strict ``json_schema`` response format whose strings are enums of the spans; or not at all."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,10 @@ class ChatRequest:
     seed: int | None = 0
     purpose: str = ""
     """What the request is for (``stage1``, ``translate``, ``verify``...): stats only, not hashed."""
+    constraint: SpanConstraint | None = field(default=None, hash=False, compare=False, repr=False)
+    """Span-constrained decoding (``--constrain spans``): the sentence's grammar / regex / enum
+    schema, built once by the pipeline; the backend sends what its endpoint accepts. Its digest is
+    part of the cache key (only when set, so unconstrained keys are unchanged)."""
 
     def __post_init__(self) -> None:
         if self.schema is not None and not self.schema_digest:
@@ -80,6 +92,8 @@ class ChatRequest:
                   repr(float(self.temperature)), str(self.max_tokens), repr(self.seed)]
         for message in self.messages:
             fields += (message.role, message.content)
+        if self.constraint is not None:  # 8 + 2n fields without, 8 + 2n + 1 with: unambiguous
+            fields.append("span-constraint:" + self.constraint.digest)
         for text in fields:
             raw = text.encode("utf-8")
             digest.update(len(raw).to_bytes(8, "little"))
@@ -99,6 +113,7 @@ class ChatRequest:
             max_tokens=self.max_tokens,
             seed=self.seed,
             purpose=self.purpose,
+            constraint=self.constraint,
         )
 
 
@@ -114,6 +129,8 @@ class ChatResponse:
     cached: bool = False
     structured: StructuredMode = "none"
     retries: int = 0
+    constraint: ConstraintKind = "none"
+    """How the request's span constraint was sent ("none": it had none, or the endpoint took none)."""
 
 
 class RequestFailed(Exception):

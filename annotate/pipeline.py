@@ -21,10 +21,11 @@ import hashlib
 import json
 from collections import Counter
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from openie4pp.annotate.constraints import build_constraint
 from openie4pp.annotate.contract import (
     AnswerInvalid,
     ExtractionAnswer,
@@ -79,6 +80,9 @@ class PipelineConfig:
     retry_failed: frozenset[str] = frozenset()
     """Reasons (``request_failed``, ``llm_invalid_output``...) whose items an earlier run gave up on
     and that this run annotates again; every other finished item stays finished."""
+    constrain: Literal["none", "spans"] = "none"
+    """``spans``: span-constrained decoding (:mod:`openie4pp.annotate.constraints`) for extract
+    mode's stage 1 and project mode's projection; each endpoint gets the kind it accepts."""
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,7 @@ class Pipeline:
         if config.concurrency < 1:  # a semaphore of 0 would wait forever
             raise ValueError(f"concurrency must be at least 1, not {config.concurrency}")
         self.backend, self.out_dir, self.config = backend, out_dir, config
-        self.stats = RunStats()
+        self.stats = RunStats(constrained=config.constrain == "spans")
         self.writer: ShardWriter | None = None
         self._deferred: list[tuple[Task, ItemRejected]] = []
 
@@ -185,15 +189,22 @@ class Pipeline:
             lang, purpose=purpose, max_tokens=self.config.max_tokens, **variables
         )
 
+    def _constrained(self, request: ChatRequest, sentence: Sentence,
+                     answer_model: type[ExtractionAnswer] | type[ProjectionAnswer]) -> ChatRequest:
+        """``request`` with the span constraint of ``sentence`` when ``--constrain spans`` is on."""
+        if self.config.constrain != "spans":
+            return request
+        return replace(request, constraint=build_constraint(sentence, answer_model))
+
     # ------------------------------------------------------------------ stages
 
     async def stage1(self, task: Task, trace: _Trace) -> tuple[Sentence, list[Triple]]:
         item = task.item
         if self.config.mode == "extract":
             sentence = Sentence.from_text(item.text, item.lang, id=task.id, pretokenized=item.pretokenized)
-            answer = await self.ask(
-                self._request("extract", item.lang, "stage1", sentence=item.text), ExtractionAnswer, trace
-            )
+            request = self._request("extract", item.lang, "stage1", sentence=item.text)
+            answer = await self.ask(self._constrained(request, sentence, ExtractionAnswer), ExtractionAnswer,
+                                    trace)
             return sentence, answer.triples
         target = task.lang
         # the translate prompt is rendered for the *target* language: its notes say how to write it
@@ -217,18 +228,16 @@ class Pipeline:
                 ),
             )
         sentence = Sentence.from_text(translation, target, id=task.id)
-        answer = await self.ask(
-            self._request(
-                "project",
-                target,
-                "stage1",
-                sentence=translation,
-                english_sentence=item.text,
-                english_triples=list(item.triples),
-            ),
-            ProjectionAnswer,
-            trace,
+        projection = self._request(
+            "project",
+            target,
+            "stage1",
+            sentence=translation,
+            english_sentence=item.text,
+            english_triples=list(item.triples),
         )
+        answer = await self.ask(self._constrained(projection, sentence, ProjectionAnswer), ProjectionAnswer,
+                                trace)
         return sentence, answer.triples
 
     async def stage2(self, sentence: Sentence, triples: list[Triple], trace: _Trace) -> list[Candidate]:

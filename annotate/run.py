@@ -104,6 +104,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"alone: {','.join(sorted(TRANSIENT_REASONS))})",
     )
     parser.add_argument("--strict-verdicts", action="store_true", help="reject candidates the judge skipped")
+    parser.add_argument(
+        "--constrain", default="none", choices=["none", "spans"],
+        help="spans: constrained decoding, every triple element can only be a contiguous span of the "
+        "sentence (extract stage 1, project's projection): a GBNF grammar for llama.cpp/vLLM servers, "
+        "an enum json_schema for OpenAI-style ones, negotiated per endpoint and counted in stats.json; "
+        "grounding still checks every answer (default: none)",
+    )
     parser.add_argument("--cache", help="response cache file (default: OUT/cache.sqlite)")
     parser.add_argument("--max-tokens", type=int, default=512, help="completion tokens per request")
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds per request (> 0)")
@@ -253,6 +260,9 @@ def pipeline_config(args: argparse.Namespace, endpoint_name: str) -> PipelineCon
     targets = tuple(t.strip() for t in args.target_lang.split(",") if t.strip())
     build = {k: v for k, v in vars(args).items() if k not in ("handler", "api_key_env") and not callable(v)}
     build["retry_failed"] = sorted(args.retry_failed)
+    constrain = getattr(args, "constrain", "none")
+    if constrain == "none":
+        build.pop("constrain", None)  # the default leaves the manifest's build_config as before
     return PipelineConfig(
         mode=args.mode,
         target_langs=targets,
@@ -264,6 +274,7 @@ def pipeline_config(args: argparse.Namespace, endpoint_name: str) -> PipelineCon
         prices=Prices(args.price_in, args.price_out),
         build_config=build,
         retry_failed=frozenset(args.retry_failed),
+        constrain=constrain,
     )
 
 

@@ -67,6 +67,10 @@ class RunStats:
     fixed_candidates: int = 0
     requests_by_purpose: Counter[str] = field(default_factory=Counter)
     structured_modes: Counter[str] = field(default_factory=Counter)
+    constraint_kinds: Counter[str] = field(default_factory=Counter)
+    """Responses per span-constraint kind ("none": sent without one); in stats.json as
+    ``span_constraint`` only when the run used ``--constrain spans`` (``constrained``)."""
+    constrained: bool = False
     accepted_per_lang: Counter[str] = field(default_factory=Counter)
     rejected_per_lang: Counter[str] = field(default_factory=Counter)
     rejections_per_reason: Counter[str] = field(default_factory=Counter)
@@ -82,6 +86,7 @@ class RunStats:
         self.retries += response.retries
         self.requests_by_purpose[purpose] += 1
         self.structured_modes[response.structured] += 1
+        self.constraint_kinds[response.constraint] += 1
         self.prompt_tokens += response.prompt_tokens
         self.completion_tokens += response.completion_tokens
         self._seen_latencies += 1
@@ -182,6 +187,8 @@ class RunStats:
             },
             "rejections_per_reason": dict(self.rejections_per_reason.most_common()),
         }
+        if self.constrained:
+            data["span_constraint"] = dict(self.constraint_kinds)
         if prices is not None and (prices.prompt_per_million or prices.completion_per_million):
             data["cost_usd"] = round(self.cost(prices), 6)
         return data

@@ -255,6 +255,27 @@ def _on_sigterm(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
+def _configure_logging(command: str, debug: bool) -> None:
+    """Library warnings (an endpoint benched, a retry) reach stderr as ``openie4pp CMD: warning: ...``
+    lines; ``--debug`` shows everything down to DEBUG. Only when the caller configured nothing."""
+    import logging
+
+    root = logging.getLogger()
+    if root.handlers:
+        return
+    class _Lower(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            return f"openie4pp {command}: {record.levelname.lower()}: {record.getMessage()}"
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_Lower())
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG if debug else logging.WARNING)
+    if not debug:  # third-party chatter (httpx, urllib3, datasets) stays out of the user's way
+        for name in ("httpx", "httpcore", "urllib3", "datasets", "filelock", "asyncio"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+
+
 def _error_line(command: str, error: BaseException) -> str:
     text = " ".join(str(error).split()) or type(error).__name__  # one line, whatever the message
     return f"openie4pp {command}: error: {text}"
@@ -279,6 +300,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     handler: Handler = args.handler
+    _configure_logging(args.command, debug)
     previous = None
     if threading.current_thread() is threading.main_thread():
         previous = signal.signal(signal.SIGTERM, _on_sigterm)

@@ -24,7 +24,9 @@ rule fires for (omitted: forever). Faults: ``{"status": N, "retry_after": S, "re
 in half), ``{"huge_body": N}`` (a 200 of N bytes; ``"chunked": true`` sends it without a
 Content-Length), ``{"reject_response_format": "json_schema"}`` (400 for an unsupported type; add
 ``"status": 500`` to answer like llama-cpp-python's server does; only fires for requests that use
-that type), ``{"drop_connection": true}``.
+that type), ``{"drop_connection": true}``, ``{"reject_field": "grammar"}`` (400, or ``"status"``, for a
+request whose body has that top-level field, as OpenAI answers an unknown parameter; only fires for
+requests that have it). Unknown fields are otherwise ignored, as vLLM and llama.cpp do.
 
 A responder ``fn(request_json) -> str | dict`` makes the answers: a str is the assistant content; a
 dict is ``{"content": str}`` optionally with ``prompt_tokens``/``completion_tokens``, or
@@ -148,6 +150,8 @@ class State:
                 if rule.get("match", "*") != "*" and rule["match"] not in text:
                     continue
                 if "reject_response_format" in fault and fault["reject_response_format"] != fmt_type:
+                    continue
+                if "reject_field" in fault and fault["reject_field"] not in body:
                     continue
                 if rule.get("times") is not None:
                     rule["times"] -= 1
@@ -275,6 +279,9 @@ class Handler(BaseHTTPRequestHandler):
             "has_schema": bool((body.get("response_format") or {}).get("schema")
                                or (body.get("response_format") or {}).get("json_schema")),
             "auth": auth is not None, "auth_ok": None, "model": body.get("model"),
+            "constraint_fields": sorted(k for k in ("grammar", "structured_outputs", "guided_grammar",
+                                                    "guided_regex") if k in body),
+            "strict": bool(((body.get("response_format") or {}).get("json_schema") or {}).get("strict")),
             "last_user": last_user_message(body)[:200], "last_user_tail": last_user_message(body)[-200:],
         }
         if state.latency_ms:
@@ -353,6 +360,15 @@ class Handler(BaseHTTPRequestHandler):
                 "message": f"1 validation error: body.response_format.type: Input should be 'text' or "
                            f"'json_object', got '{kind}'", "type": "invalid_request_error",
                 "param": "response_format", "code": None}})
+            return False
+        if "reject_field" in fault:
+            status = int(fault.get("status", 400))
+            entry["status"] = status
+            state.record(entry)
+            name = fault["reject_field"]
+            self._send_json(status, {"error": {
+                "message": f"Unrecognized request argument supplied: {name}",
+                "type": "invalid_request_error", "param": name, "code": None}})
             return False
         if "status" in fault:
             status = int(fault["status"])

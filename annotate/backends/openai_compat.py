@@ -7,6 +7,16 @@ and a server's ``Retry-After`` wins over our backoff. Structured output is negot
 (json_schema -> json_object+schema -> schema in the prompt) because servers differ in what they
 accept, and a 400 for an unsupported ``response_format`` must not fail the request.
 
+Span constraints (issue 11, ``--constrain spans``): a request that carries a
+:class:`~openie4pp.annotate.constraints.SpanConstraint` is sent, per endpoint, with the first kind
+that endpoint accepts: llama.cpp's top-level ``grammar`` (no ``response_format`` then), vLLM's
+``structured_outputs: {"grammar": ...}``, vLLM's older ``guided_grammar``, a strict ``json_schema``
+whose strings are enums of the spans (where the enum fits OpenAI's limits), else none (today's
+request). A 400/422 (or llama-cpp-python's 500 quoting its validation error) that names the field
+steps down, remembered per endpoint. Servers that *ignore* an unknown field (vLLM, llama.cpp) answer
+200 unconstrained: an answer with a string that is not a span of the sentence is taken as that, and
+the endpoint steps down for later requests. Grounding stays the safety net either way.
+
 Limits (issue 10): an endpoint URL is checked when the backend is built (http/https, a host, no
 user:password); its query (``?api-version=``) stays on every request and out of everything
 written (:mod:`openie4pp.redact`); an answer larger than ``max_response_bytes`` is not read;
@@ -33,7 +43,7 @@ from tenacity.wait import wait_random_exponential
 from openie4pp.errors import UsageError
 from openie4pp.redact import redactor, scrub_logs, url_secrets
 
-from ..llm import ChatRequest, ChatResponse, RequestFailed, StructuredMode
+from ..llm import ChatRequest, ChatResponse, ConstraintKind, RequestFailed, StructuredMode
 from . import append_schema_instruction
 from .breaker import CircuitBreaker, EndpointHealth
 from .transport import (
@@ -59,6 +69,17 @@ log = logging.getLogger(__name__)
 StructuredSetting = Literal["auto", "json_schema", "json_object", "none"]
 _MODE_ORDER: tuple[StructuredMode, ...] = ("json_schema", "json_object", "none")
 _FORMAT_WORDS = ("response_format", "json_schema", "json_object", "schema", "grammar", "structured")
+ConstraintSetting = Literal["auto", "grammar", "structured_outputs", "guided_grammar", "json_schema_enum",
+                            "none"]
+_CONSTRAINT_ORDER: tuple[ConstraintKind, ...] = (
+    "grammar", "structured_outputs", "guided_grammar", "json_schema_enum", "none")
+_CONSTRAINT_WORDS: dict[ConstraintKind, tuple[str, ...]] = {
+    "grammar": ("grammar",),
+    "structured_outputs": ("structured_outputs", "grammar"),
+    "guided_grammar": ("guided_grammar", "guided", "grammar"),
+    "json_schema_enum": ("response_format", "json_schema", "schema", "enum", "strict"),
+}
+"""Words in an error body that show it rejects the constraint field sent (not something else)."""
 _RETRY_STATUSES = frozenset({408, 409, 429})
 _LIBRARY_LOGGERS = ("openai", "openai._base_client", "httpx", "httpx2", "httpcore", "aiohttp.client")
 """Loggers of the HTTP libraries below us that print request URLs (query included) at INFO/DEBUG."""
@@ -98,6 +119,8 @@ class _Endpoint:
     served: int = 0
     max_tokens_field: str = "max_tokens"
     health: EndpointHealth = field(default_factory=EndpointHealth)
+    constraint: ConstraintKind = "grammar"
+    """The span-constraint kind to send next (stepped down as the endpoint rejects or ignores kinds)."""
 
 
 def _check_number(name: str, value: Any, *, integer: bool = False, minimum: float = 0.0,
@@ -142,13 +165,16 @@ class OpenAICompatBackend:
                  backoff_max_s: float = 20, bench_after: int = 3, max_in_flight: int = 16,
                  http_client: HTTPClientSetting = "auto",
                  max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES, breaker_after_s: float = 120,
-                 breaker_after_requests: int = 20) -> None:
+                 breaker_after_requests: int = 20, constrain_via: ConstraintSetting = "auto") -> None:
         if not endpoints:
             raise UsageError("OpenAICompatBackend needs at least one endpoint URL")
         for url in endpoints:
             check_endpoint_url(url, api_key_env)
         if structured not in ("auto", *_MODE_ORDER):
             raise UsageError(f"structured must be auto, json_schema, json_object or none, not {structured!r}")
+        if constrain_via not in ("auto", *_CONSTRAINT_ORDER):
+            raise UsageError(f"constrain_via must be auto or one of {', '.join(_CONSTRAINT_ORDER)}, "
+                             f"not {constrain_via!r}")
         _check_number("timeout_s", timeout_s)
         for name, value in (("bench_s", bench_s), ("max_retry_wait_s", max_retry_wait_s),
                             ("backoff_base_s", backoff_base_s), ("backoff_max_s", backoff_max_s)):
@@ -159,6 +185,7 @@ class OpenAICompatBackend:
         self._breaker = CircuitBreaker(after_s=breaker_after_s, after_requests=breaker_after_requests)
         self.model = model
         self.structured = structured
+        self.constrain_via = constrain_via
         self.max_attempts = max_attempts
         self.bench_s = bench_s
         self.bench_after = bench_after
@@ -173,9 +200,11 @@ class OpenAICompatBackend:
         self._redact = redactor(secrets)  # a server may echo the key (OpenAI's 401 does) or our URL
         scrub_logs(_LIBRARY_LOGGERS, secrets)
         start_mode: StructuredMode = "json_schema" if structured == "auto" else structured
+        start_constraint: ConstraintKind = "grammar" if constrain_via == "auto" else constrain_via
         self.http_client = resolve_http_client(http_client)
         self._endpoints = [
-            _Endpoint(name=endpoint_name(url), mode=start_mode, transport=make_transport(
+            _Endpoint(name=endpoint_name(url), mode=start_mode, constraint=start_constraint,
+                      transport=make_transport(
                 self.http_client, url, key, timeout_s=timeout_s, max_in_flight=max_in_flight,
                 max_response_bytes=max_response_bytes))
             for url in endpoints
@@ -193,7 +222,8 @@ class OpenAICompatBackend:
         """Per endpoint: requests served, in flight, structured mode, and whether it is benched now."""
         now = time.monotonic()
         return [{"endpoint": ep.name, "served": ep.served, "in_flight": ep.in_flight, "mode": ep.mode,
-                 "benched": ep.benched_until > now, "failures": ep.failures} for ep in self._endpoints]
+                 "benched": ep.benched_until > now, "failures": ep.failures, "constraint": ep.constraint}
+                for ep in self._endpoints]
 
     async def aclose(self) -> None:
         for ep in self._endpoints:
@@ -263,7 +293,7 @@ class OpenAICompatBackend:
     def _log_retry(self, state: RetryCallState) -> None:
         exc = state.outcome.exception() if state.outcome else None
         wait = state.next_action.sleep if state.next_action else 0.0
-        log.warning("attempt %d failed: %s; retrying in %.2fs", state.attempt_number,
+        log.info("attempt %d failed: %s; retrying in %.2fs", state.attempt_number,
                     getattr(exc, "detail", type(exc).__name__), wait)
 
     # -- endpoint choice ----------------------------------------------------------------------
@@ -333,9 +363,10 @@ class OpenAICompatBackend:
 
     async def _call(self, ep: _Endpoint, request: ChatRequest, rid: int) -> ChatResponse:
         mode: StructuredMode = ep.mode if request.schema is not None else "none"
+        constraint = self._constraint_for(ep, request, ep.constraint)
         while True:
             try:
-                answer = await ep.transport.post(self._body(ep, request, mode))
+                answer = await ep.transport.post(self._body(ep, request, mode, constraint))
             except TransportTimeout:
                 raise self._connection_failed(ep, rid, f"{ep.name}: timed out") from None
             except TransportConnectionError as exc:
@@ -345,6 +376,11 @@ class OpenAICompatBackend:
                 raise _Fatal(f"{ep.name}: {exc} (max_response_bytes)", status=None) from None
             if 200 <= answer.status < 300:
                 break
+            if constraint != "none":
+                lower_constraint = self._negotiate_constraint(ep, request, constraint, answer)
+                if lower_constraint is not None:
+                    constraint = lower_constraint
+                    continue
             lower = self._negotiate(ep, request, mode, answer)
             if lower is None:
                 raise self._classify(ep, answer, rid)
@@ -355,8 +391,60 @@ class OpenAICompatBackend:
             self._breaker.success()
         ep.served += 1
         content, prompt_tokens, completion_tokens = _parse_completion(ep, answer.content)
+        if constraint != "none":
+            constraint = self._check_obeyed(ep, request, constraint, content)
+        structured: StructuredMode = "json_schema" if constraint == "json_schema_enum" else (
+            "none" if constraint != "none" else mode)
         return ChatResponse(content=content, model=self.model, endpoint=ep.name, prompt_tokens=prompt_tokens,
-                            completion_tokens=completion_tokens, structured=mode)
+                            completion_tokens=completion_tokens, structured=structured, constraint=constraint)
+
+    # -- span constraints ---------------------------------------------------------------------
+
+    def _constraint_for(self, ep: _Endpoint, request: ChatRequest, kind: ConstraintKind) -> ConstraintKind:
+        """``kind`` or the first kind below it that can carry ``request``'s constraint ("none" for a
+        request without one; the enum kind needs an enum schema, which long sentences do not get)."""
+        if request.constraint is None:
+            return "none"
+        if kind == "json_schema_enum" and (request.constraint.enum_schema is None or request.schema is None):
+            return "none"
+        return kind
+
+    def _step_down(self, ep: _Endpoint, request: ChatRequest, kind: ConstraintKind,
+                   why: str) -> ConstraintKind:
+        """The kind after ``kind`` for this request; the endpoint remembers it (never upgraded again)."""
+        following = _CONSTRAINT_ORDER[_CONSTRAINT_ORDER.index(kind) + 1]
+        if _CONSTRAINT_ORDER.index(following) > _CONSTRAINT_ORDER.index(ep.constraint):
+            log.info("endpoint %s %s span constraint %s; using %s from now on", ep.name, why, kind, following)
+            ep.constraint = following
+        return self._constraint_for(ep, request, following)
+
+    def _negotiate_constraint(self, ep: _Endpoint, request: ChatRequest, kind: ConstraintKind,
+                              answer: HTTPAnswer) -> ConstraintKind | None:
+        """The next constraint kind after a 400/422 (or llama-cpp-python's quoting 500) that rejects
+        the field sent, or None when the error is about something else (or the kind is pinned)."""
+        text = _error_text(answer).lower()
+        words = _CONSTRAINT_WORDS.get(kind, ())
+        if answer.status not in (400, 422, 500) or not any(word in text for word in words):
+            return None
+        if answer.status == 500 and not ("validation" in text or "grammar" in text):
+            return None  # any other 500 is a server fault, for the retry policy
+        if "max_completion_tokens" in text and ep.max_tokens_field == "max_tokens":
+            return None  # the other negotiation's business; the constraint stays
+        if self.constrain_via != "auto":
+            return None
+        return self._step_down(ep, request, kind, f"rejected (HTTP {answer.status})")
+
+    def _check_obeyed(self, ep: _Endpoint, request: ChatRequest, kind: ConstraintKind,
+                      content: str) -> ConstraintKind:
+        """``kind``, or "none" if the answer shows the endpoint ignored it (a string that is no span:
+        impossible under the constraint); then later requests to it step down."""
+        assert request.constraint is not None
+        bad = request.constraint.violations(content)
+        if not bad:
+            return kind
+        if self.constrain_via == "auto":
+            self._step_down(ep, request, kind, f"ignored ({bad[0][:40]!r} is not a span of the sentence)")
+        return "none"
 
     def _negotiate(self, ep: _Endpoint, request: ChatRequest, mode: StructuredMode,
                    answer: HTTPAnswer) -> StructuredMode | None:
@@ -398,12 +486,14 @@ class OpenAICompatBackend:
                               retry_after=parse_retry_after(answer.headers))
         return _Fatal(detail, status=status)
 
-    def _body(self, ep: _Endpoint, request: ChatRequest, mode: StructuredMode) -> bytes:
+    def _body(self, ep: _Endpoint, request: ChatRequest, mode: StructuredMode,
+              constraint: ConstraintKind = "none") -> bytes:
         """The chat-completions request body, serialised once, as the SDK would (compact UTF-8 JSON)."""
-        return json.dumps(self._build(ep, request, mode), ensure_ascii=False, separators=(",", ":"),
-                          allow_nan=False).encode()
+        return json.dumps(self._build(ep, request, mode, constraint), ensure_ascii=False,
+                          separators=(",", ":"), allow_nan=False).encode()
 
-    def _build(self, ep: _Endpoint, request: ChatRequest, mode: StructuredMode) -> dict[str, Any]:
+    def _build(self, ep: _Endpoint, request: ChatRequest, mode: StructuredMode,
+               constraint: ConstraintKind = "none") -> dict[str, Any]:
         """The JSON body of the chat-completions request."""
         messages = [m.as_dict() for m in request.messages]
         kwargs: dict[str, Any] = {"model": self.model, "temperature": request.temperature,
@@ -411,7 +501,22 @@ class OpenAICompatBackend:
         if request.seed is not None:
             kwargs["seed"] = request.seed
         schema = request.schema
-        if schema is not None and mode == "json_schema":
+        span = request.constraint
+        if span is not None and constraint in ("grammar", "structured_outputs", "guided_grammar"):
+            # a grammar replaces response_format (llama.cpp refuses both; vLLM takes one); the
+            # schema goes into the prompt so that the model still reads what each field means
+            if constraint == "grammar":
+                kwargs["grammar"] = span.gbnf
+            elif constraint == "structured_outputs":
+                kwargs["structured_outputs"] = {"grammar": span.gbnf}
+            else:
+                kwargs["guided_grammar"] = span.gbnf
+            if schema is not None:
+                messages = append_schema_instruction(messages, request.schema_name, schema)
+        elif span is not None and span.enum_schema is not None and constraint == "json_schema_enum":
+            kwargs["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": _schema_name(request.schema_name), "schema": span.enum_schema, "strict": True}}
+        elif schema is not None and mode == "json_schema":
             kwargs["response_format"] = {"type": "json_schema", "json_schema": {
                 "name": _schema_name(request.schema_name), "schema": schema, "strict": False}}
         elif schema is not None and mode == "json_object":
