@@ -301,3 +301,20 @@ class Outcome:
     def by_id(self) -> dict[str, Any]:
         """id -> its record or its sentence-level rejection."""
         return {**{r.sentence_id: r for r in self.final}, **{r.sentence.id: r for r in self.records}}
+
+
+# ---------------------------------------------------------------------------------------------
+# Command lines and inputs: shared by the annotation CLI tests.
+
+
+def annotate_args(server: Any, source: Any, out: Any, *extra: str) -> list[str]:
+    """``openie4pp annotate`` against ``server`` (a fake server, or a base URL) with the fake model."""
+    url = server if isinstance(server, str) else server.base_url
+    return ["annotate", "--input", str(source), "--out", str(out), "--endpoint", url, "--model", "fake-model",
+            "--no-progress", *extra]
+
+
+def write_jsonl(path: Any, rows: list[Any]) -> Any:
+    """``rows`` as a JSONL file (UTF-8, one object per line); returns ``path``."""
+    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    return path

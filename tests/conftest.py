@@ -35,3 +35,25 @@ def server(_server: FakeServerProcess) -> FakeServerProcess:
     _server.set_script([], latency_ms=0)
     _server.reset()
     return _server
+
+
+@pytest.fixture(scope="module")
+def _plain() -> Iterator[FakeServerProcess]:
+    server = spawn()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def plain(_plain: FakeServerProcess) -> FakeServerProcess:
+    """A fake server with the default responder (a minimal instance of the asked schema), no fault
+    script, no latency and an empty request log; one per test module."""
+    _plain.set_script([], latency_ms=0)
+    _plain.reset()
+    return _plain
+
+
+@pytest.fixture(params=["aiohttp", "openai"])
+def http_client(request: pytest.FixtureRequest) -> str:
+    """Run a test over both transports: the policy must not depend on which one moved the bytes."""
+    return str(request.param)

@@ -21,7 +21,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from annotate_responder import PHRASES, TRANSLATIONS, Outcome
+from annotate_responder import PHRASES, TRANSLATIONS, Outcome, annotate_args, write_jsonl
 from fake_openai_server import FakeServerProcess, spawn
 
 from openie4pp.cli import main
@@ -29,22 +29,6 @@ from openie4pp.schema import Record, RejectionReason, sentence_id_for
 from openie4pp.validate import validate_paths
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def annotate_args(server: FakeServerProcess, source: Path, out: Path, *extra: str) -> list[str]:
-    return [
-        "annotate",
-        "--input",
-        str(source),
-        "--out",
-        str(out),
-        "--endpoint",
-        server.base_url,
-        "--model",
-        "fake-model",
-        "--no-progress",
-        *extra,
-    ]
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, dict[str, Any]]:
@@ -85,11 +69,6 @@ def mixed_items(count: int) -> list[dict[str, str]]:
     return [
         {"id": f"m{i:03d}", "lang": langs[i % 3], "text": text} for i, text in enumerate(sentences(count))
     ]
-
-
-def write_jsonl(path: Path, rows: list[Any]) -> Path:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 # -- resume after kill -9 ---------------------------------------------------------------------

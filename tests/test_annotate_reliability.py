@@ -22,35 +22,13 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from annotate_responder import ALWAYS_UNTRANSLATED, Outcome
+from annotate_responder import ALWAYS_UNTRANSLATED, Outcome, annotate_args, write_jsonl
 from fake_openai_server import FakeServerProcess
 
 from openie4pp.cli import main
 from openie4pp.shards import ShardWriter
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def annotate_args(server: FakeServerProcess | str, source: Path, out: Path, *extra: str) -> list[str]:
-    url = server if isinstance(server, str) else server.base_url
-    return [
-        "annotate",
-        "--input",
-        str(source),
-        "--out",
-        str(out),
-        "--endpoint",
-        url,
-        "--model",
-        "fake-model",
-        "--no-progress",
-        *extra,
-    ]
-
-
-def write_jsonl(path: Path, rows: list[Any]) -> Path:
-    path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
-    return path
 
 
 def sentences(count: int, start: int = 0) -> list[dict[str, str]]:

@@ -10,7 +10,6 @@ import logging
 import math
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,24 +43,6 @@ async def gather(backend: OpenAICompatBackend, *requests: ChatRequest) -> list[C
         await backend.aclose()
 
 
-@pytest.fixture(scope="module")
-def _plain() -> Iterator[FakeServerProcess]:
-    srv = spawn()
-    yield srv
-    srv.stop()
-
-
-@pytest.fixture
-def plain(_plain: FakeServerProcess) -> FakeServerProcess:
-    """A fake server with the default responder, no script, an empty log."""
-    _plain.set_script([], latency_ms=0)
-    _plain.reset()
-    return _plain
-
-
-@pytest.fixture(params=["aiohttp", "openai"])
-def http_client(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def backend(urls: list[str], http_client: str = "auto", **kwargs: Any) -> OpenAICompatBackend:

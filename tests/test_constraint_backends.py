@@ -38,23 +38,10 @@ def request(text: str, sentence: Sentence | None = SENTENCE) -> ChatRequest:
     return base if sentence is None else replace(base, constraint=build_constraint(sentence))
 
 
-@pytest.fixture(scope="module")
-def _server() -> Iterator[FakeServerProcess]:
-    server = spawn()
-    yield server
-    server.stop()
-
-
 @pytest.fixture
-def server(_server: FakeServerProcess) -> FakeServerProcess:
-    _server.set_script([], latency_ms=0)
-    _server.reset()
-    return _server
-
-
-@pytest.fixture(params=["aiohttp", "openai"])
-def http_client(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
+def server(plain: FakeServerProcess) -> FakeServerProcess:
+    """The default-responder server of ``conftest.py`` under this module's name for it."""
+    return plain
 
 
 def complete_all(server_url: str, http_client: str, *requests: ChatRequest,
