@@ -35,17 +35,20 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from openie4pp.schema import Sentence
 
-from .contract import AnswerModel, ExtractionAnswer, ProjectionAnswer
+from .contract import AnswerModel, ExtractionAnswer, ProjectionAnswer, VerificationAnswer
 from .llm import ConstraintKind
 
 __all__ = [
     "MAX_ENUM_CHARS",
     "MAX_ENUM_VALUES",
+    "MAX_EXTRAS",
     "MAX_SPAN_TOKENS",
+    "MAX_TRIPLES",
     "ConstraintKind",
     "SpanConstraint",
     "build_constraint",
@@ -70,7 +73,25 @@ MAX_ENUM_CHARS = 15_000
 length may not exceed 15,000 characters (the whole schema's names and enum values: 120,000). We
 apply the 15,000 to the span enum whatever its size."""
 
-_ANSWER_MODELS = (ExtractionAnswer, ProjectionAnswer)
+MAX_TRIPLES = 8
+"""Most triples a constrained answer may hold. Unbounded, a small model under a grammar keeps
+writing triples until ``max_tokens`` cuts the JSON off (measured: 4 of 5 answers of Gemma 3 270M),
+and a cut-off answer is lost whole. OIE gold averages 2-4 triples per sentence (CaRB: 3.6)."""
+
+MAX_EXTRAS = 3
+"""Most extra arguments per constrained triple (the contract's ``extra`` list), for the same reason."""
+
+MAX_VERDICTS = 16
+"""Most verdicts in a constrained judge answer (one per candidate; stage 1 gives at most
+:data:`MAX_TRIPLES` under a constraint, more without one)."""
+
+MAX_REASON_CHARS = 120
+"""A judge's ``reason`` is free text, bounded so that one runaway reason cannot eat the answer's
+``max_tokens`` (the whole answer's length still depends on the number of candidates). Only ``fix``
+and ``reject`` have one (as the prompt says); an ``accept``'s is ``""``: free text is where a
+grammar costs most per token (almost every token of the vocabulary has to be checked through)."""
+
+_ANSWER_MODELS = (ExtractionAnswer, ProjectionAnswer, VerificationAnswer)
 
 
 def json_string_body(text: str) -> str:
@@ -129,24 +150,28 @@ unbounded whitespace can loop on it until max_tokens."""
 
 def _check_model(answer_model: type[AnswerModel]) -> None:
     if answer_model not in _ANSWER_MODELS:
-        raise ValueError(f"span constraints are for ExtractionAnswer and ProjectionAnswer, not "
-                         f"{answer_model.__name__}")
+        raise ValueError(f"span constraints are for ExtractionAnswer, ProjectionAnswer and "
+                         f"VerificationAnswer, not {answer_model.__name__}")
 
 
-def gbnf_grammar(sentence: Sentence, answer_model: type[AnswerModel] = ExtractionAnswer) -> str:
+def gbnf_grammar(sentence: Sentence, answer_model: type[AnswerModel] = ExtractionAnswer,
+                 items: int | None = None) -> str:
     """A GBNF grammar for ``answer_model``'s JSON whose strings are spans of ``sentence``.
 
-    Size is linear in the sentence: ``2n + 8`` rules, each span token written once (JSON-escaped).
+    Size is linear in the sentence: ``n + 4`` rules (``n + 7`` for the judge), each span token
+    written once (JSON-escaped).
     Keys come in the model's order (``subject``, ``relation``, ``object``, ``extra``), as
-    :func:`~openie4pp.annotate.contract.parse_answer` reads them."""
+    :func:`~openie4pp.annotate.contract.parse_answer` reads them. At most :data:`MAX_TRIPLES`
+    triples of at most :data:`MAX_EXTRAS` extras each, so the answer ends within ``max_tokens``
+    (``items`` overrides the number of triples, or of verdicts for the judge)."""
     _check_model(answer_model)
     tokens, gaps = _pieces(sentence)
     n = len(tokens)
     lines = [
-        'root ::= "{" ws "\\"triples\\"" ws ":" ws "[" ws ( triple ( ws "," ws triple )* )? ws "]" ws "}"',
+        *_gbnf_root(answer_model, _items(answer_model, items)),
         'triple ::= "{" ws "\\"subject\\"" ws ":" ws span ws "," ws "\\"relation\\"" ws ":" ws span ws "," '
         'ws "\\"object\\"" ws ":" ws ( span | "\\"\\"" ) ws "," ws "\\"extra\\"" ws ":" ws '
-        '"[" ws ( span ( ws "," ws span )* )? ws "]" ws "}"',
+        '"[" ws ( span ( ws "," ws span ){0,' + str(MAX_EXTRAS - 1) + '} )? ws "]" ws "}"',
         'span ::= "\\"" ( ' + " | ".join(f"s{i}" for i in range(n)) + ' ) "\\""',
         _WS,
     ]
@@ -159,6 +184,32 @@ def gbnf_grammar(sentence: Sentence, answer_model: type[AnswerModel] = Extractio
         else:
             lines.append(f"s{i} ::= {token}")
     return "\n".join(lines) + "\n"
+
+
+def _items(answer_model: type[AnswerModel], items: int | None) -> int:
+    """How many triples (or verdicts) an answer may hold: ``items``, else the model's default."""
+    default = MAX_VERDICTS if answer_model is VerificationAnswer else MAX_TRIPLES
+    return max(1, default if items is None else items)
+
+
+def _gbnf_root(answer_model: type[AnswerModel], items: int) -> list[str]:
+    """The answer's outer rules: a list of triples, or a judge's verdicts whose ``fixed`` triple
+    (required for ``fix``, ``null`` otherwise) is made of spans, as its validation requires."""
+    if answer_model is not VerificationAnswer:
+        return ['root ::= "{" ws "\\"triples\\"" ws ":" ws "[" ws ( triple ( ws "," ws triple )'
+                + f'{{0,{items - 1}}} )? ws "]" ws "}}"']
+    return [
+        'root ::= "{" ws "\\"verdicts\\"" ws ":" ws "[" ws ( verdict ( ws "," ws verdict )'
+        + f'{{0,{items - 1}}} )? ws "]" ws "}}"',
+        'verdict ::= "{" ws "\\"index\\"" ws ":" ws ( "0" | [1-9] [0-9]{0,2} ) ws "," ws '
+        '"\\"verdict\\"" ws ":" ws ( '
+        '"\\"fix\\"" ws "," ws reason ws "," ws "\\"fixed\\"" ws ":" ws triple | '
+        '"\\"reject\\"" ws "," ws reason ws "," ws "\\"fixed\\"" ws ":" ws "null" | '
+        '"\\"accept\\"" ws "," ws "\\"reason\\"" ws ":" ws "\\"\\"" ws "," ws "\\"fixed\\"" ws ":" ws "null" '
+        ') ws "}"',
+        f'reason ::= "\\"reason\\"" ws ":" ws "\\"" rchar{{0,{MAX_REASON_CHARS}}} "\\""',
+        'rchar ::= [^"\\\\\\x00-\\x1f] | "\\\\" ["\\\\/bfnrt]',
+    ]
 
 
 # -- regex ------------------------------------------------------------------------------------
@@ -183,10 +234,11 @@ def _span_alternatives(sentence: Sentence, max_span: int) -> str:
 
 
 def span_regex(sentence: Sentence, answer_model: type[AnswerModel] = ExtractionAnswer,
-               max_span: int = MAX_SPAN_TOKENS) -> str:
+               max_span: int = MAX_SPAN_TOKENS, items: int | None = None) -> str:
     """A regular expression for ``answer_model``'s whole JSON answer, strings being spans of
     ``sentence`` of at most ``max_span`` tokens; size about ``n * max_span`` token texts."""
     _check_model(answer_model)
+    most = _items(answer_model, items)
     span = '"' + _span_alternatives(sentence, max_span) + '"'
     w = _RWS
 
@@ -195,16 +247,25 @@ def span_regex(sentence: Sentence, answer_model: type[AnswerModel] = ExtractionA
 
     triple = (r"\{" + w + key("subject") + span + w + "," + w + key("relation") + span + w + "," + w
               + key("object") + f'(?:{span}|"")' + w + "," + w + key("extra") + r"\[" + w
-              + f"(?:{span}(?:{w},{w}{span})*)?" + w + r"\]" + w + r"\}")
-    return (r"\{" + w + key("triples") + r"\[" + w + f"(?:{triple}(?:{w},{w}{triple})*)?" + w + r"\]"
-            + w + r"\}")
+              + f"(?:{span}(?:{w},{w}{span}){{0,{MAX_EXTRAS - 1}}})?" + w + r"\]" + w + r"\}")
+    if answer_model is VerificationAnswer:
+        reason = key("reason") + '"' + r'(?:[^"\\\x00-\x1f]|\\["\\/bfnrt])' + f'{{0,{MAX_REASON_CHARS}}}"'
+        verdict = (r"\{" + w + key("index") + r"(?:0|[1-9][0-9]{0,2})" + w + "," + w + key("verdict") + "(?:"
+                   + '"fix"' + w + "," + w + reason + w + "," + w + key("fixed") + triple + "|"
+                   + '"reject"' + w + "," + w + reason + w + "," + w + key("fixed") + "null" + "|"
+                   + '"accept"' + w + "," + w + key("reason") + '""' + w + "," + w + key("fixed") + "null"
+                   + ")" + w + r"\}")
+        verdicts = f"(?:{verdict}(?:{w},{w}{verdict}){{0,{most - 1}}})?"
+        return r"\{" + w + key("verdicts") + r"\[" + w + verdicts + w + r"\]" + w + r"\}"
+    triples = f"(?:{triple}(?:{w},{w}{triple}){{0,{most - 1}}})?"
+    return r"\{" + w + key("triples") + r"\[" + w + triples + w + r"\]" + w + r"\}"
 
 
 # -- enum schema ------------------------------------------------------------------------------
 
 def enum_schema(sentence: Sentence, answer_model: type[AnswerModel] = ExtractionAnswer,
                 max_span: int = MAX_SPAN_TOKENS, *, max_values: int = MAX_ENUM_VALUES,
-                max_chars: int = MAX_ENUM_CHARS) -> dict[str, Any] | None:
+                max_chars: int = MAX_ENUM_CHARS, items: int | None = None) -> dict[str, Any] | None:
     """A strict-mode JSON schema (every key required, no additional properties) for
     ``answer_model`` whose strings are an ``enum`` of the distinct span texts of ``sentence`` (up
     to ``max_span`` tokens) defined once in ``$defs``; ``None`` when the enum would exceed
@@ -213,6 +274,7 @@ def enum_schema(sentence: Sentence, answer_model: type[AnswerModel] = Extraction
     values: list[str] = []
     seen: set[str] = set()
     chars = 0
+    fixed_values = 1 + (3 if answer_model is VerificationAnswer else 0)  # "" and the verdict names
     for start, end in spans(sentence, max_span):
         text = sentence.span_text(start, end)
         if text in seen:
@@ -220,7 +282,7 @@ def enum_schema(sentence: Sentence, answer_model: type[AnswerModel] = Extraction
         seen.add(text)
         values.append(text)
         chars += len(text)
-        if len(values) + 1 > max_values or chars > max_chars:
+        if len(values) + fixed_values > max_values or chars > max_chars:
             return None
     triple = {
         "type": "object",
@@ -228,34 +290,77 @@ def enum_schema(sentence: Sentence, answer_model: type[AnswerModel] = Extraction
             "subject": {"$ref": "#/$defs/span"},
             "relation": {"$ref": "#/$defs/span"},
             "object": {"anyOf": [{"$ref": "#/$defs/span"}, {"type": "string", "enum": [""]}]},
-            "extra": {"type": "array", "items": {"$ref": "#/$defs/span"}},
+            "extra": {"type": "array", "items": {"$ref": "#/$defs/span"}, "maxItems": MAX_EXTRAS},
         },
         "required": ["subject", "relation", "object", "extra"],
         "additionalProperties": False,
     }
+    defs: dict[str, Any] = {"span": {"type": "string", "enum": values}, "triple": triple}
+    if answer_model is VerificationAnswer:
+        defs["verdict"] = {
+            "type": "object",
+            "properties": {
+                "index": {"type": "integer"},
+                "verdict": {"type": "string", "enum": ["accept", "fix", "reject"]},
+                "reason": {"type": "string"},
+                "fixed": {"anyOf": [{"$ref": "#/$defs/triple"}, {"type": "null"}]},
+            },
+            "required": ["index", "verdict", "reason", "fixed"],
+            "additionalProperties": False,
+        }
+        outer, item = "verdicts", "#/$defs/verdict"
+    else:
+        outer, item = "triples", "#/$defs/triple"
+    most = _items(answer_model, items)
     return {
         "type": "object",
-        "properties": {"triples": {"type": "array", "items": {"$ref": "#/$defs/triple"}}},
-        "required": ["triples"],
+        "properties": {outer: {"type": "array", "items": {"$ref": item}, "maxItems": most}},
+        "required": [outer],
         "additionalProperties": False,
-        "$defs": {"span": {"type": "string", "enum": values}, "triple": triple},
+        "$defs": defs,
     }
 
 
 # -- the bundle a request carries -------------------------------------------------------------
 
+CONSTRAINT_VERSION = 2
+"""Part of every constraint's digest: bump it when an encoding changes (2: bounded answers, the
+judge's fixes), so cached answers decoded under the old encodings are not replayed."""
+
+
 @dataclass(frozen=True)
 class SpanConstraint:
-    """A sentence's span constraint in every encoding, built once per request (:func:`build_constraint`).
-    ``digest`` (sha256 over all three) is what :meth:`ChatRequest.cache_key` hashes."""
+    """A sentence's span constraint for one request (:func:`build_constraint`). Each encoding is
+    built on first use only (a backend sends one of them; the regex alone takes ~9 ms and 300 kB
+    for an 80-token sentence); ``digest``, over what defines them all, is what
+    :meth:`ChatRequest.cache_key` hashes."""
 
-    gbnf: str
-    regex: str
-    enum_schema: dict[str, Any] | None = field(hash=False, compare=False)
+    sentence: Sentence = field(compare=False, repr=False)
+    answer_model: type[AnswerModel] = ExtractionAnswer
+    items: int | None = None
+    """Most triples (or verdicts) an answer may hold; None: the model's default bound."""
+    max_span: int = MAX_SPAN_TOKENS
     digest: str = ""
-    text: str = field(default="", compare=False, repr=False)
-    """The sentence text and token offsets, for :meth:`violations`."""
-    offsets: tuple[tuple[int, int], ...] = field(default=(), compare=False, repr=False)
+
+    @cached_property
+    def gbnf(self) -> str:
+        return gbnf_grammar(self.sentence, self.answer_model, self.items)
+
+    @cached_property
+    def regex(self) -> str:
+        return span_regex(self.sentence, self.answer_model, self.max_span, self.items)
+
+    @cached_property
+    def enum_schema(self) -> dict[str, Any] | None:
+        return enum_schema(self.sentence, self.answer_model, self.max_span, items=self.items)
+
+    @property
+    def text(self) -> str:
+        return self.sentence.text
+
+    @property
+    def offsets(self) -> tuple[tuple[int, int], ...]:
+        return tuple((start, end) for start, end in self.sentence.offsets)
 
     def violations(self, content: str) -> list[str] | None:
         """The element strings of a JSON answer that are not token spans of the sentence (``[]``:
@@ -268,6 +373,8 @@ class SpanConstraint:
         except (ValueError, RecursionError):
             return None
         triples = value.get("triples") if isinstance(value, dict) else None
+        if isinstance(value, dict) and isinstance(value.get("verdicts"), list):  # a judge: its fixes
+            triples = [v.get("fixed") for v in value["verdicts"] if isinstance(v, dict) and v.get("fixed")]
         if not isinstance(triples, list):
             return None
         starts = {start for start, _ in self.offsets}
@@ -297,20 +404,16 @@ class SpanConstraint:
         return False
 
     def __post_init__(self) -> None:
+        _check_model(self.answer_model)
         if not self.digest:
-            digest = hashlib.sha256(b"openie4pp-span-constraint/1\0")
-            for part in (self.gbnf, self.regex, json.dumps(self.enum_schema, sort_keys=True,
-                                                           ensure_ascii=False)):
-                raw = part.encode("utf-8")
-                digest.update(len(raw).to_bytes(8, "little"))
-                digest.update(raw)
-            object.__setattr__(self, "digest", digest.hexdigest())
+            key = json.dumps([CONSTRAINT_VERSION, self.answer_model.__name__,
+                              _items(self.answer_model, self.items), self.max_span, self.sentence.text,
+                              self.offsets], ensure_ascii=False)
+            object.__setattr__(self, "digest", hashlib.sha256(key.encode("utf-8")).hexdigest())
 
 
 def build_constraint(sentence: Sentence, answer_model: type[AnswerModel] = ExtractionAnswer,
-                     max_span: int = MAX_SPAN_TOKENS) -> SpanConstraint:
-    """The grammar, regex and enum schema of ``sentence`` for ``answer_model``."""
-    return SpanConstraint(gbnf=gbnf_grammar(sentence, answer_model),
-                          regex=span_regex(sentence, answer_model, max_span),
-                          enum_schema=enum_schema(sentence, answer_model, max_span),
-                          text=sentence.text, offsets=tuple((s, e) for s, e in sentence.offsets))
+                     max_span: int = MAX_SPAN_TOKENS, *, items: int | None = None) -> SpanConstraint:
+    """The span constraint of ``sentence`` for ``answer_model``; ``items`` bounds the triples (or,
+    for the judge, the verdicts) of the answer."""
+    return SpanConstraint(sentence, answer_model, items, max_span)

@@ -18,6 +18,8 @@ import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
+from openie4pp.schema import SpanConstraintKind
+
 if TYPE_CHECKING:
     from openie4pp.annotate.constraints import SpanConstraint
 
@@ -25,10 +27,9 @@ StructuredMode = Literal["json_schema", "json_object", "none"]
 """How a server was asked for JSON: OpenAI's ``json_schema`` response format; ``json_object``
 with the schema attached (llama.cpp's server); or plain text with the schema in the prompt."""
 
-ConstraintKind = Literal["grammar", "structured_outputs", "guided_grammar", "json_schema_enum", "none"]
-"""How a span constraint (:mod:`openie4pp.annotate.constraints`) was sent: llama.cpp's top-level
-``grammar``; vLLM's ``structured_outputs: {"grammar": ...}``; vLLM's older ``guided_grammar``; a
-strict ``json_schema`` response format whose strings are enums of the spans; or not at all."""
+ConstraintKind = SpanConstraintKind
+"""How a span constraint (:mod:`openie4pp.annotate.constraints`) was sent (the schema's
+:data:`~openie4pp.schema.SpanConstraintKind`: it is also recorded in each record's provenance)."""
 
 
 @dataclass(frozen=True)

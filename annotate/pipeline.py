@@ -18,14 +18,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import itertools
 import json
+import logging
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from openie4pp.annotate.constraints import build_constraint
+from openie4pp.annotate.canaries import Canary, CanaryBook
+from openie4pp.annotate.constraints import MAX_TRIPLES, build_constraint
 from openie4pp.annotate.contract import (
     AnswerInvalid,
     ExtractionAnswer,
@@ -52,6 +55,7 @@ from openie4pp.schema import (
     RejectionReason,
     Sentence,
     Source,
+    SpanConstraintKind,
     TokenUsage,
     candidate_field,
     clip_input,
@@ -60,6 +64,7 @@ from openie4pp.schema import (
 from openie4pp.shards import NOT_FINAL_REASONS, ShardWriter
 
 A = TypeVar("A", bound=BaseModel)
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -82,7 +87,10 @@ class PipelineConfig:
     and that this run annotates again; every other finished item stays finished."""
     constrain: Literal["none", "spans"] = "none"
     """``spans``: span-constrained decoding (:mod:`openie4pp.annotate.constraints`) for extract
-    mode's stage 1 and project mode's projection; each endpoint gets the kind it accepts."""
+    mode's stage 1, project mode's projection and the judge's fixes; each endpoint gets the kind
+    it accepts."""
+    canaries: tuple[Canary, ...] = ()
+    """Gold sentences annotated first and scored, never written (:mod:`openie4pp.annotate.canaries`)."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +100,8 @@ class Task:
     id: str
     item: WorkItem
     target_lang: str | None = None
+    canary: Canary | None = None
+    """A gold canary: scored, never written; in project mode its translation is known."""
 
     @property
     def lang(self) -> str:
@@ -121,6 +131,8 @@ class _Trace:
 
     usage: TokenUsage = field(default_factory=TokenUsage)
     prompt_hashes: dict[str, str] = field(default_factory=dict)
+    constraint: SpanConstraintKind | None = None
+    """How the stage-1 answer's span constraint was sent (None: the run asked for none)."""
 
 
 REFUSING_STATUSES = frozenset({401, 403, 404})
@@ -136,6 +148,8 @@ class Pipeline:
         self.stats = RunStats(constrained=config.constrain == "spans")
         self.writer: ShardWriter | None = None
         self._deferred: list[tuple[Task, ItemRejected]] = []
+        self.canaries = CanaryBook(config.canaries)
+        self._canaries_left = len(config.canaries)
 
     # ------------------------------------------------------------------ requests
 
@@ -161,6 +175,8 @@ class Pipeline:
                     deferred=error.transient,
                 ) from error
             self.stats.record_response(response, request.purpose)
+            if request.constraint is not None and request.purpose == "stage1":
+                trace.constraint = response.constraint
             if not response.cached:
                 trace.usage.prompt_tokens += response.prompt_tokens
                 trace.usage.completion_tokens += response.completion_tokens
@@ -190,11 +206,13 @@ class Pipeline:
         )
 
     def _constrained(self, request: ChatRequest, sentence: Sentence,
-                     answer_model: type[ExtractionAnswer] | type[ProjectionAnswer]) -> ChatRequest:
-        """``request`` with the span constraint of ``sentence`` when ``--constrain spans`` is on."""
+                     answer_model: type[ExtractionAnswer | ProjectionAnswer | VerificationAnswer],
+                     items: int | None = None) -> ChatRequest:
+        """``request`` with the span constraint of ``sentence`` when ``--constrain spans`` is on:
+        stage 1's triples, the projection's, and the judge's fixes can only be its spans."""
         if self.config.constrain != "spans":
             return request
-        return replace(request, constraint=build_constraint(sentence, answer_model))
+        return replace(request, constraint=build_constraint(sentence, answer_model, items=items))
 
     # ------------------------------------------------------------------ stages
 
@@ -207,6 +225,8 @@ class Pipeline:
                                     trace)
             return sentence, answer.triples
         target = task.lang
+        if task.canary is not None:  # the benchmark's own translation: the gold matches its text
+            return self._known_translation(task), await self._project(task, task.canary.text, trace)
         # the translate prompt is rendered for the *target* language: its notes say how to write it
         request = self._request("translate", target, "translate", sentence=item.text)
         for attempt in range(self.config.translation_retries + 1):
@@ -227,38 +247,48 @@ class Pipeline:
                     f"That is not {target}. Translate the sentence into {target}; answer with JSON only.",
                 ),
             )
-        sentence = Sentence.from_text(translation, target, id=task.id)
+        triples = await self._project(task, translation, trace)
+        return Sentence.from_text(translation, target, id=task.id), triples
+
+    def _known_translation(self, task: Task) -> Sentence:
+        assert task.canary is not None
+        return Sentence.from_text(task.canary.text, task.lang, id=task.id,
+                                  pretokenized=task.canary.pretokenized)
+
+    async def _project(self, task: Task, translation: str, trace: _Trace) -> list[Triple]:
+        """Project mode's step (b): the English triples as spans of the translation."""
+        sentence = (self._known_translation(task) if task.canary is not None
+                    else Sentence.from_text(translation, task.lang, id=task.id))
         projection = self._request(
             "project",
-            target,
+            task.lang,
             "stage1",
             sentence=translation,
-            english_sentence=item.text,
-            english_triples=list(item.triples),
+            english_sentence=task.item.text,
+            english_triples=list(task.item.triples),
         )
-        answer = await self.ask(self._constrained(projection, sentence, ProjectionAnswer), ProjectionAnswer,
-                                trace)
-        return sentence, answer.triples
+        # one triple per English triple: the bound must not cut the projection short
+        items = max(MAX_TRIPLES, len(task.item.triples))
+        answer = await self.ask(self._constrained(projection, sentence, ProjectionAnswer, items),
+                                ProjectionAnswer, trace)
+        return answer.triples
 
-    async def stage2(self, sentence: Sentence, triples: list[Triple], trace: _Trace) -> list[Candidate]:
+    async def stage2(self, sentence: Sentence, triples: list[Triple], trace: _Trace,
+                     count: bool = True) -> list[Candidate]:
+        """Ground, then judge; ``count``: whether the run's candidate counters include this item
+        (a canary's do not: stats.json describes the input)."""
         candidates = ground_candidates(sentence, triples)
         grounded = [c for c in candidates if c.accepted]
         answer: VerificationAnswer | None = None
         if self.config.verify and grounded:
             listing = [candidate_listing(c) for c in grounded]
-            answer = await self.ask(
-                self._request(
-                    "verify",
-                    sentence.lang,
-                    "verify",
-                    sentence=sentence.text,
-                    candidates=json.dumps(listing, ensure_ascii=False),
-                ),
-                VerificationAnswer,
-                trace,
-            )
+            request = self._request("verify", sentence.lang, "verify", sentence=sentence.text,
+                                    candidates=json.dumps(listing, ensure_ascii=False))
+            answer = await self.ask(self._constrained(request, sentence, VerificationAnswer, len(listing)),
+                                    VerificationAnswer, trace)
         outcome = apply_verdicts(sentence, candidates, answer, self.config.policy)
-        self.stats.fixed_candidates += outcome.fixed
+        if count:
+            self.stats.fixed_candidates += outcome.fixed
         return candidates
 
     # ------------------------------------------------------------------ one task
@@ -269,7 +299,7 @@ class Pipeline:
             sentence, triples = await self.stage1(task, trace)
             if not triples:
                 raise ItemRejected("stage1", RejectionReason.no_extractions, "the LLM proposed no triple")
-            candidates = await self.stage2(sentence, triples, trace)
+            candidates = await self.stage2(sentence, triples, trace, count=task.canary is None)
         except ItemRejected as rejected:
             if rejected.deferred:
                 self._deferred.append((task, rejected))
@@ -281,8 +311,9 @@ class Pipeline:
         except Exception as error:  # a bug must not end a long run: record it (not final) and go on
             self._reject(task, "stage2", RejectionReason.internal_error, f"{type(error).__name__}: {error}")
             return
-        self.stats.candidates += len(candidates)
         accepted = [c for c in candidates if c.accepted]
+        if task.canary is None:
+            self.stats.candidates += len(candidates)
         for candidate in candidates:
             if not candidate.accepted and candidate.reason is not None:
                 self._reject(
@@ -313,12 +344,16 @@ class Pipeline:
             usage=trace.usage,
             mode=self.config.mode,
             source_lang=task.item.lang if self.config.mode == "project" else None,
+            constraint=trace.constraint,
         )
         record = Record(
             sentence=sentence,
             extractions=[c.extraction for c in accepted if c.extraction],
             provenance=provenance,
         )
+        if task.canary is not None:
+            self.canaries.accept(task.id, record)
+            return
         assert self.writer is not None
         if self.writer.write(record):
             self.stats.accepted_records += 1
@@ -334,8 +369,12 @@ class Pipeline:
         field: str | None = None,
         raw: str | None = None,
     ) -> None:
-        assert self.writer is not None
         record_level = not is_candidate_field(field)
+        if task.canary is not None:  # scored, never written: the shards and rejected.jsonl are the input's
+            if record_level:
+                self.canaries.reject(task.id, reason.value)
+            return
+        assert self.writer is not None
         rejection = Rejection(
             stage=stage,  # type: ignore[arg-type]
             reason=reason,
@@ -350,6 +389,41 @@ class Pipeline:
         self.stats.rejection(task.lang, reason.value, record_level=record_level)
 
     # ------------------------------------------------------------------ the run
+
+    def canary_tasks(self) -> Iterator[Task]:
+        """The gold canaries as tasks: in extract mode the gold sentence itself; in project mode its
+        English original with the English gold triples, projected onto the benchmark's own
+        translation (the translate step is skipped: the gold matches that text)."""
+        for canary in self.config.canaries:
+            if self.config.mode == "extract":
+                item = WorkItem(canary.id, canary.lang, canary.text, pretokenized=canary.pretokenized,
+                                source=canary.benchmark)
+                yield Task(canary.id, item, canary=canary)
+            else:
+                item = WorkItem(canary.id, "en", canary.english or "", canary.english_triples,
+                                source=canary.benchmark)
+                yield Task(canary.id, item, canary.lang, canary=canary)
+
+    def _canary_done(self) -> None:
+        self._canaries_left -= 1
+        if self._canaries_left == 0:
+            self.score_canaries()
+
+    def score_canaries(self) -> None:
+        """Score the canaries finished so far into the stats (and the progress line).
+
+        A scoring failure is a measurement lost, never the run: it is logged and the canaries get
+        no score, and the run's shards and manifest are written as usual."""
+        if not self.config.canaries:
+            return
+        try:
+            scores = self.canaries.score()
+        except Exception as error:  # the data is fine; only its measurement failed
+            log.warning("gold canaries could not be scored (%s: %s); the run goes on without their scores",
+                        type(error).__name__, error)
+            return
+        self.stats.canaries = {lang: s.as_dict() for lang, s in sorted(scores.items())}
+        self.stats.canary_f1 = self.canaries.postfix()
 
     def tasks(self, items: Iterable[WorkItem | InputProblem]) -> Iterator[Task | InputProblem]:
         """The tasks of ``items``; a repeated sentence id becomes an input problem (``duplicate``):
@@ -410,12 +484,14 @@ class Pipeline:
                     stop.append(error)
                 finally:
                     limit.release()
+                    if task.canary is not None:
+                        self._canary_done()
                     if progress is not None:
                         progress.update(1)
                         progress.set_postfix(self.stats.postfix(), refresh=False)
 
             try:
-                for task in self.tasks(items):
+                for task in itertools.chain(self.canary_tasks(), self.tasks(items)):
                     if stop:
                         break
                     if isinstance(task, InputProblem):
@@ -426,12 +502,13 @@ class Pipeline:
                         else:
                             self._reject_input(task)
                         continue
-                    self.stats.items += 1
-                    if task.id in writer or task.id in done:
-                        self.stats.skipped(done.get(task.id))
-                        if progress is not None:
-                            progress.update(1)
-                        continue
+                    if task.canary is None:  # canaries are annotated (from the cache) on every run
+                        self.stats.items += 1
+                        if task.id in writer or task.id in done:
+                            self.stats.skipped(done.get(task.id))
+                            if progress is not None:
+                                progress.update(1)
+                            continue
                     await limit.acquire()
                     if stop:
                         limit.release()
@@ -445,13 +522,15 @@ class Pipeline:
                     raise stop[0]
                 for task, rejected in self._deferred:  # the run ended normally: they are final now
                     self._reject(task, rejected.stage, rejected.reason, rejected.detail, rejected.field)
+                self.score_canaries()
+                writer.quality = {"canaries": self.stats.canaries} if self.config.canaries else {}
                 ended = True
             finally:
                 for job in pending:
                     job.cancel()
                 if pending:
                     await asyncio.gather(*pending, return_exceptions=True)
-                self.stats.unfinished = 0 if ended else len(self._deferred)
+                self.stats.unfinished = 0 if ended else sum(1 for t, _ in self._deferred if t.canary is None)
                 self._deferred.clear()
                 self.writer = None
                 self.stats.complete = ended

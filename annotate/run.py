@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import logging
 import math
 import os
 import signal
@@ -26,6 +27,13 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+from openie4pp.annotate.canaries import (
+    CANARY_SOURCES,
+    DEFAULT_PER_LANG,
+    Canary,
+    canary_langs,
+    load_canaries,
+)
 from openie4pp.annotate.inputs import (
     InputCounts,
     InputLimits,
@@ -40,8 +48,11 @@ from openie4pp.annotate.stage2 import VerifyPolicy
 from openie4pp.annotate.stats import TRANSIENT_REASONS, Prices, RunStats
 
 from openie4pp.errors import EXIT_OK, RunProblems, UsageError
+from openie4pp.paths import benchmarks_dir
 from openie4pp.schema import RejectionReason, canonical_lang
 from openie4pp.shards import check_not_busy
+
+log = logging.getLogger(__name__)
 
 
 def _reasons(text: str) -> frozenset[str]:
@@ -105,11 +116,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--strict-verdicts", action="store_true", help="reject candidates the judge skipped")
     parser.add_argument(
-        "--constrain", default="none", choices=["none", "spans"],
+        "--constrain", default="auto", choices=["auto", "none", "spans"],
         help="spans: constrained decoding, every triple element can only be a contiguous span of the "
         "sentence (extract stage 1, project's projection): a GBNF grammar for llama.cpp/vLLM servers, "
         "an enum json_schema for OpenAI-style ones, negotiated per endpoint and counted in stats.json; "
-        "grounding still checks every answer (default: none)",
+        "grounding still checks every answer. auto: spans for --endpoint local, none otherwise",
+    )
+    parser.add_argument(
+        "--canaries", default="auto", metavar="N",
+        help="gold benchmark sentences per language mixed into the run and scored (precision, recall, "
+        "F1 per language in stats.json, the progress line and the dataset card), never written to "
+        f"the shards; auto: {DEFAULT_PER_LANG} for a remote endpoint, 0 for --endpoint local (each "
+        "costs seconds on a CPU)",
+    )
+    parser.add_argument(
+        "--canary-langs", metavar="LANGS",
+        help="languages that get canaries (comma-separated; default: en,de,zh,es,pt, in project mode "
+        "the target languages among de,zh,es,pt)",
     )
     parser.add_argument("--cache", help="response cache file (default: OUT/cache.sqlite)")
     parser.add_argument("--max-tokens", type=int, default=512, help="completion tokens per request")
@@ -162,8 +185,62 @@ def check_options(args: argparse.Namespace) -> None:
             raise UsageError("--target-lang: give at least one language for --mode project (e.g. de,zh)")
         args.target_lang = ",".join(dict.fromkeys(_language("--target-lang", t) for t in targets))
     parse_shard(args.shard)
+    args.constrain = resolve_constrain(args)
+    args.canary_items = resolve_canaries(args)
     check_folders(Path(args.input) if not args.input.startswith("hf:") else None, Path(args.out),
                   Path(args.cache) if args.cache else None)
+
+
+def resolve_constrain(args: argparse.Namespace) -> str:
+    """``auto``: span constraints for the embedded llama.cpp server (it takes GBNF grammars), none
+    for other endpoints, whose support is unknown until negotiated."""
+    constrain = getattr(args, "constrain", "none")
+    if constrain != "auto":
+        return str(constrain)
+    return "spans" if list(getattr(args, "endpoint", None) or []) == ["local"] else "none"
+
+
+def resolve_canaries(args: argparse.Namespace) -> tuple[Canary, ...]:
+    """The run's canaries, loaded before the first request (a missing gold file is a usage error).
+
+    ``auto`` is :data:`DEFAULT_PER_LANG` per language for a remote endpoint and 0 for the embedded
+    one; with ``auto`` and no benchmark folder (or a gold file missing from it) the run goes on
+    without canaries and says so in one warning: a user who did not ask for them can annotate."""
+    raw = str(getattr(args, "canaries", "0"))
+    explicit = raw != "auto"
+    if explicit:
+        try:
+            per_lang = int(raw)
+        except ValueError:
+            raise UsageError(f"--canaries {raw!r}: a number of sentences per language, or auto") from None
+        if per_lang < 0:
+            raise UsageError(f"--canaries {per_lang}: must be 0 or more")
+    else:
+        per_lang = 0 if list(getattr(args, "endpoint", None) or []) == ["local"] else DEFAULT_PER_LANG
+    if per_lang == 0:
+        return ()
+    if getattr(args, "canary_langs", None):
+        langs = list(dict.fromkeys(_language("--canary-langs", code.strip())
+                                   for code in args.canary_langs.split(",") if code.strip()))
+        unknown = [lang for lang in langs if lang not in CANARY_SOURCES]
+        if unknown:
+            raise UsageError(f"--canary-langs: no gold canaries for {', '.join(unknown)} "
+                             f"(there are for {', '.join(CANARY_SOURCES)})")
+        if args.mode == "project":
+            langs = [lang for lang in langs if lang in canary_langs("project", langs)]
+            if not langs:
+                raise UsageError("--canary-langs: project mode has canaries only for "
+                                 + ", ".join(canary_langs("project", list(CANARY_SOURCES))))
+    else:
+        langs = canary_langs(args.mode, args.target_lang.split(","))
+    try:
+        benchmarks_dir()
+        return tuple(load_canaries(per_lang, langs, args.mode))
+    except UsageError as error:
+        if explicit:
+            raise
+        log.warning("no gold canaries in this run (--canaries auto): %s", error)
+        return ()
 
 
 def _language(option: str, code: str) -> str:
@@ -258,7 +335,8 @@ def open_backend(args: argparse.Namespace) -> Iterator[tuple[Backend, str]]:
 
 def pipeline_config(args: argparse.Namespace, endpoint_name: str) -> PipelineConfig:
     targets = tuple(t.strip() for t in args.target_lang.split(",") if t.strip())
-    build = {k: v for k, v in vars(args).items() if k not in ("handler", "api_key_env") and not callable(v)}
+    build = {k: v for k, v in vars(args).items()
+             if k not in ("handler", "api_key_env", "canary_items") and not callable(v)}
     build["retry_failed"] = sorted(args.retry_failed)
     constrain = getattr(args, "constrain", "none")
     if constrain == "none":
@@ -275,6 +353,7 @@ def pipeline_config(args: argparse.Namespace, endpoint_name: str) -> PipelineCon
         build_config=build,
         retry_failed=frozenset(args.retry_failed),
         constrain=constrain,
+        canaries=tuple(getattr(args, "canary_items", ())),
     )
 
 
@@ -367,6 +446,10 @@ def summary_line(out: str, stats: RunStats, counts: InputCounts) -> str:
     if stats.skipped_done:
         parts.append(f"{stats.skipped_done} already done")
     parts.append(f"{stats.requests} requests, {stats.cache_hits} cache hits")
+    if stats.canaries:
+        parts.append("canary P/R/F1 " + ", ".join(
+            f"{lang} {_score(s['precision'])}/{_score(s['recall'])}/{_score(s['f1'])}"
+            for lang, s in stats.canaries.items()))
     failed = sum(stats.rejections_per_reason[r] for r in TRANSIENT_REASONS)
     waiting = sum(stats.waiting_retry.values())
     if failed:
@@ -376,6 +459,10 @@ def summary_line(out: str, stats: RunStats, counts: InputCounts) -> str:
         parts.append(f"{waiting} items wait for --retry-failed ("
                      + ", ".join(f"{r}: {n}" for r, n in sorted(stats.waiting_retry.items())) + ")")
     return "; ".join(parts)
+
+
+def _score(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
 
 
 def merge_main(args: argparse.Namespace) -> int:

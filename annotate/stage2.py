@@ -17,7 +17,7 @@ from typing import TypeVar
 from openie4pp.annotate.contract import Triple, VerificationAnswer
 from openie4pp.annotate.normalize import normalize_phrase
 
-from openie4pp.grounding import Grounded, ground
+from openie4pp.grounding import Grounded, NotGrounded, ground
 from openie4pp.schema import Argument, Element, Extraction, RejectionReason, Sentence
 
 E = TypeVar("E", bound=Element)
@@ -42,6 +42,18 @@ class Candidate:
         self.extraction, self.reason, self.detail = None, reason, detail
 
 
+def _ground(sentence: Sentence, normalised: str, raw: str, near: int | None = None) -> Grounded | NotGrounded:
+    """The normalised phrase grounded; failing that, the phrase exactly as the LLM wrote it. Why:
+    normalising strips edge punctuation, and in a pre-tokenised sentence the punctuation can be
+    part of a token ("Sr." in "George Bluth Sr. ,"): the stripped phrase then ends inside a token,
+    while the LLM's own string is an exact span (what span-constrained decoding produces)."""
+    found = ground(sentence, normalised, near=near)
+    if isinstance(found, Grounded) or not raw.strip() or raw.strip() == normalised:
+        return found
+    exact = ground(sentence, raw.strip(), near=near)
+    return exact if isinstance(exact, Grounded) else found
+
+
 def ground_triple(sentence: Sentence, triple: Triple) -> Extraction | tuple[RejectionReason, str]:
     """A grounded extraction (arg0 = subject, arg1 = object, arg2.. = extra), or why not.
 
@@ -50,7 +62,7 @@ def ground_triple(sentence: Sentence, triple: Triple) -> Extraction | tuple[Reje
     """
     lang = sentence.lang
     relation = normalize_phrase(triple.relation, lang, sentence.text)
-    found = ground(sentence, relation)
+    found = _ground(sentence, relation, triple.relation)
     if not isinstance(found, Grounded):
         return RejectionReason.ungrounded, f"relation {triple.relation!r}: {found.reason.value}"
     predicate = Element(text=found.text, span=found.span)
@@ -63,7 +75,7 @@ def ground_triple(sentence: Sentence, triple: Triple) -> Extraction | tuple[Reje
             continue
         if not normalised and name == "object":
             continue  # an intransitive relation: (subject, relation) is a valid unary extraction
-        grounded = ground(sentence, normalised, near=found.start)
+        grounded = _ground(sentence, normalised, phrase, near=found.start)
         if not isinstance(grounded, Grounded):
             reason = "empty" if not normalised else grounded.reason.value
             return RejectionReason.ungrounded, f"{name} {phrase!r}: {reason}"

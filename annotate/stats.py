@@ -74,6 +74,10 @@ class RunStats:
     accepted_per_lang: Counter[str] = field(default_factory=Counter)
     rejected_per_lang: Counter[str] = field(default_factory=Counter)
     rejections_per_reason: Counter[str] = field(default_factory=Counter)
+    canaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Canary scores per language (:meth:`CanaryScore.as_dict`), once the canaries are done."""
+    canary_f1: str = ""
+    """``en .52 de .31``: the progress line's canary F1 per language."""
     _latencies: list[float] = field(default_factory=list)
     _seen_latencies: int = 0
     _rng: random.Random = field(default_factory=lambda: random.Random(0))
@@ -142,6 +146,7 @@ class RunStats:
             "rej": self.rejected_records,
             "cache": self.cache_hits,
             "tok": self.prompt_tokens + self.completion_tokens,
+            **({"canary F1": self.canary_f1} if self.canary_f1 else {}),
         }
 
     def as_dict(self, prices: Prices | None = None) -> dict[str, Any]:
@@ -187,6 +192,8 @@ class RunStats:
             },
             "rejections_per_reason": dict(self.rejections_per_reason.most_common()),
         }
+        if self.canaries:
+            data["canaries"] = self.canaries
         if self.constrained:
             data["span_constraint"] = dict(self.constraint_kinds)
         if prices is not None and (prices.prompt_per_million or prices.completion_per_million):

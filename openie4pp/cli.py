@@ -187,7 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument(
         "--benchmark", required=True, choices=list(BENCHMARKS), help="the gold to score against"
     )
-    evaluate.add_argument("--pred", required=True, help="CaRB tab, BenchIE system format or OpenIE4++ JSONL")
+    evaluate.add_argument("--pred", required=True,
+                          help="CaRB tab, BenchIE system format, OpenIE4++ JSONL, or a shard folder "
+                          "(all its records)")
     evaluate.add_argument("--binary", action="store_true", help="binary (arg0, relation, arg1) scoring")
     evaluate.add_argument("--gold", help="gold file (default: found in the shared benchmarks folder)")
     evaluate.add_argument("--plot", metavar="PNG", help="draw the precision/recall curve")

@@ -79,7 +79,7 @@ beside this card lists every shard with its record count and sha256.
 {table}
 
 Rejected inputs and candidates: {rejected} (in `rejected.jsonl`, not part of any split).
-
+{quality}
 ## License
 
 **TODO:** the license above is a placeholder (`unknown`). Set it from the licenses of the source
@@ -99,7 +99,8 @@ sentences and the terms of the model(s) named in `provenance`.
   `model` and `endpoint` name the origin (never credentials; `""` when not applicable);
   `prompt_id`/`prompt_hash` identify the prompt; `verdict` is the LLM judge's
   (`accept`/`fix`/`reject`); `usage` the token counts; `mode` is `extract` (annotated in the
-  sentence's language) or `project` (projected from `source_lang`).
+  sentence's language) or `project` (projected from `source_lang`); `constraint` how stage 1's
+  answer was span-constrained (`grammar`, `json_schema_enum`..., `none`; absent if not asked for).
 
 ## Loading
 
@@ -135,8 +136,26 @@ def dataset_card(manifest: dict[str, Any]) -> str:
     table = "\n".join(f"| {lang} | {split_name(lang)} | {t['records']} | {t['extractions']} |"
                       for lang, t in sorted(languages.items()))
     body = _BODY.format(schema_version=manifest["schema_version"], table=table,
-                        rejected=manifest["rejected"]["records"])
+                        rejected=manifest["rejected"]["records"], quality=_quality(manifest))
     return f"---\n{card.to_yaml()}\n---\n\n{body}"
+
+
+def _quality(manifest: dict[str, Any]) -> str:
+    """The card's section on measured quality: the gold canaries' scores, when the run had them."""
+    canaries: dict[str, dict[str, Any]] = (manifest.get("quality") or {}).get("canaries") or {}
+    if not canaries:
+        return ""
+
+    def cell(value: Any) -> str:
+        return "–" if value is None else f"{value:.3f}"
+
+    rows = "\n".join(
+        f"| {lang} | {s['benchmark']} | {s['sentences']} | {s['accepted']} | {cell(s['precision'])} | "
+        f"{cell(s['recall'])} | {cell(s['f1'])} |" for lang, s in sorted(canaries.items()))
+    return ("\n## Quality: gold canaries\n\nGold benchmark sentences annotated with the same prompts, "
+            "model and checks as the data, then scored with the benchmark's own scorer (they are not "
+            "part of any split):\n\n| language | benchmark | sentences | accepted | precision | recall "
+            "| F1 |\n|---|---|---:|---:|---:|---:|---:|\n" + rows + "\n")
 
 
 def load(path: str | Path, **load_kwargs: Any) -> datasets.DatasetDict:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -59,11 +60,12 @@ def write_bytes_atomic(path: Path, data: bytes) -> None:
 @contextlib.contextmanager
 def atomic_writer(path: Path) -> Iterator[BinaryIO]:
     """A binary file that replaces ``path`` when the block ends without an error (written beside as
-    ``.NAME.tmp``, flushed to disk, renamed over it); on an error (disk full) the temporary file is
-    removed and ``path`` is untouched. For rewrites too large to hold in memory."""
-    tmp = path.with_name(f".{path.name}.tmp")
+    ``.NAME.XXXX.tmp``, a name of its own so that two writers never write into one file, flushed to
+    disk, renamed over it); on an error (disk full, a check raising inside the block) the temporary
+    file is removed and ``path`` is untouched. For rewrites too large to hold in memory."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
     try:
-        with open(tmp, "wb") as handle:
+        with open(tmp, "xb") as handle:  # created as any file is (umask), unlike mkstemp's 0600
             yield handle
             handle.flush()
             os.fsync(handle.fileno())

@@ -46,6 +46,7 @@ from openie4pp.quickstart_report import (
     format_acceptance,
     format_showcase,
     format_summary,
+    read_canaries,
     seen_in_training,
     training_texts,
 )
@@ -70,6 +71,8 @@ class Quickstart:
     args: argparse.Namespace
     results: list[StepResult] = field(default_factory=list)
     scores: dict[str, dict[str, Any]] = field(default_factory=dict)
+    canaries: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    """Per annotation mode, the canary scores per language from the run's ``stats.json``."""
 
     def __post_init__(self) -> None:
         self.state_path = self.workdir / "quickstart.json"
@@ -129,17 +132,22 @@ class Quickstart:
         silver = [work / "silver" / "extract", work / "silver" / "project"]
         endpoint = ["--endpoint", args.endpoint] + (["--model", args.model] if args.model else [])
         concurrency = args.concurrency or (1 if args.endpoint == "local" else 8)
-        common = [*endpoint, "--concurrency", str(concurrency), "--max-tokens", str(args.max_tokens)]
+        common = [*endpoint, "--concurrency", str(concurrency), "--max-tokens", str(args.max_tokens),
+                  "--constrain", args.constrain]
         if args.endpoint == "local":
-            # llama.cpp answers one request at a time; a second one in flight only waits, and the
-            # first answers of each prompt also build its JSON grammar (~10 s on two cores)
+            # llama.cpp answers one request at a time (a second one in flight only waits), and the
+            # first request of each prompt evaluates its whole ~1,000-token prefix (~30 s on two cores)
             common += ["--timeout", "300"]
+        # canaries in extract mode score the annotator in every language with a gold (en, de, zh, es,
+        # pt); project mode's cost three requests each (~35 s on two cores): asked for by name only
+        canaries = {"extract": args.canaries, "project": args.project_canaries}
         targets = {"extract": [], "project": ["--target-lang", ",".join(PROJECT_TARGETS)]}
         for (mode, extra), out in zip(targets.items(), silver, strict=True):
             argv = ["annotate", "--input", str(inputs[mode]), "--mode", mode, *extra, "--out", str(out)]
-            argv += common
+            argv += [*common, "--canaries", str(canaries[mode])]
             self.step(f"annotate ({mode} mode)", argv, [inputs[mode]], [out / "manifest.json"], out,
                       ok_codes=(0, 1))
+            self.canaries[mode] = read_canaries(out)
         self.step(
             "validate",
             ["validate", *map(str, silver)],
@@ -306,8 +314,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--limit",
         type=int,
-        default=2,
-        help="sample sentences annotated per language (and English ones projected)",
+        default=1,
+        help="sample sentences annotated per language (and English ones projected into each target "
+        "language); each costs about 20 s (extract) or 30 s (project) with the embedded model on two cores",
     )
     parser.add_argument(
         "--endpoint", default="local", help="'local' (embedded llama.cpp) or an OpenAI-compatible base URL"
@@ -317,6 +326,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--concurrency", type=int, help="items in flight while annotating (default: 1 for local, else 8)"
     )
     parser.add_argument("--max-tokens", type=int, default=256, help="answer length cap per LLM request")
+    parser.add_argument("--constrain", default="spans", choices=["none", "spans"],
+                        help="span-constrained decoding while annotating (see annotate --help)")
+    parser.add_argument("--canaries", type=int, default=1,
+                        help="gold canary sentences per language in the extract-mode annotation, scored "
+                        "in the summary (0: none)")
+    parser.add_argument("--project-canaries", type=int, default=0,
+                        help="gold canaries per target language in the project-mode annotation")
     parser.add_argument("--encoder", help="encoder for training (default: the packaged MiniLM-L6)")
     parser.add_argument(
         "--eval-limit",

@@ -61,6 +61,40 @@ def acceptance_table(silver: Sequence[Path], inputs: dict[str, Path]) -> dict[st
     return table
 
 
+def read_canaries(folder: Path) -> dict[str, dict[str, Any]]:
+    """The canary scores per language of an annotation run (its ``stats.json``), {} without any."""
+    stats = folder / "stats.json"
+    if not stats.is_file():
+        return {}
+    canaries: dict[str, dict[str, Any]] = json.loads(stats.read_text(encoding="utf-8")).get("canaries") or {}
+    return canaries
+
+
+def format_canaries(by_mode: dict[str, dict[str, dict[str, Any]]], eval_limit: int | None,
+                    evaluated: Sequence[str]) -> list[str]:
+    """The summary's canary table: per mode and language, the gold sentences asked and accepted and
+    the annotator's precision, recall and F1 on them, and how many of them the tagger's evaluation
+    below also reads (canaries are a benchmark's last sentences, an evaluation reads its first)."""
+    from openie4pp.annotate.canaries import overlap
+
+    if not any(by_mode.values()):
+        return []
+
+    def cell(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    lines = ["", "silver-data quality: gold canaries, never written to the shards",
+             f"{'mode':<8} {'lang':<5} {'benchmark':<15} {'asked':>5} {'ok':>3} {'P':>6} {'R':>6} {'F1':>6}"
+             "  also in tagger eval"]
+    for mode, scores in by_mode.items():
+        for lang, s in scores.items():
+            evaluated_too = s["benchmark"] in evaluated
+            shared = overlap(s["benchmark"], eval_limit, int(s["sentences"])) if evaluated_too else 0
+            lines.append(f"{mode:<8} {lang:<5} {s['benchmark']:<15} {s['sentences']:>5} {s['accepted']:>3} "
+                         f"{cell(s['precision']):>6} {cell(s['recall']):>6} {cell(s['f1']):>6}  {shared}")
+    return lines
+
+
 def format_acceptance(table: dict[str, dict[str, Any]]) -> str:
     lines = [
         "",
@@ -129,6 +163,7 @@ def format_summary(qs: Quickstart) -> str:
             f"{bench:<15} {s['f1']:>6.3f} {auc:>6} {s['precision']:>6.3f} {s['recall']:>6.3f}  "
             f"{s['seen']:<16} {png}"
         )
+    lines += format_canaries(qs.canaries, qs.args.eval_limit, list(qs.scores))
     return "\n".join(lines)
 
 

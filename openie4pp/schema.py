@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import typing
 import unicodedata
 from enum import Enum
 from functools import lru_cache
@@ -29,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_valid
 from openie4pp.errors import InputFileError
 from openie4pp.redact import SECRET_VALUE
 
-SCHEMA_VERSION = "1.0"
+SCHEMA_VERSION = "1.1"
 """``MAJOR.MINOR``. A reader accepts any minor version of its own major version."""
 
 ROLE_PATTERN = re.compile(r"^(arg(0|[1-9][0-9]*)|loc|temp|context)$")
@@ -39,6 +40,34 @@ and ``context`` are the Re-OIE2016 extra slots."""
 
 class SchemaVersionError(InputFileError):
     """A record was written by an incompatible version of the schema."""
+
+
+def _minor_is_newer(version: object) -> bool:
+    major, _, minor = str(version).partition(".")
+    ours_major, _, ours_minor = SCHEMA_VERSION.partition(".")
+    return major == ours_major and minor.isdigit() and int(minor) > int(ours_minor)
+
+
+def _known_fields_only(model: type[BaseModel], data: Any) -> Any:
+    """``data`` without the keys ``model`` (and the models nested in it) does not know: what a
+    newer minor version added, which an older reader of the same major version must be able to skip."""
+    if not isinstance(data, dict):
+        return data
+    out = {}
+    for name, value in data.items():
+        info = model.model_fields.get(name)
+        if info is None:
+            continue
+        nested = [a for a in typing.get_args(info.annotation) or (info.annotation,)
+                  if isinstance(a, type) and issubclass(a, BaseModel)]
+        inner = [a for arg in typing.get_args(info.annotation) for a in typing.get_args(arg) or (arg,)
+                 if isinstance(a, type) and issubclass(a, BaseModel)]
+        if nested and isinstance(value, dict):
+            value = _known_fields_only(nested[0], value)
+        elif inner and isinstance(value, list):
+            value = [_known_fields_only(inner[0], v) for v in value]
+        out[name] = value
+    return out
 
 
 def check_schema_version(version: str) -> str:
@@ -282,6 +311,11 @@ _OPTIONAL_PROVENANCE = (
     "dataset", "model", "endpoint", "prompt_id", "prompt_hash", "verdict", "mode", "source_lang",
 )
 
+SpanConstraintKind = Literal["grammar", "structured_outputs", "guided_grammar", "json_schema_enum", "none"]
+"""How a span constraint was sent to the endpoint: llama.cpp's ``grammar``; vLLM's
+``structured_outputs: {"grammar": ...}`` or older ``guided_grammar``; a strict ``json_schema`` whose
+strings are enums of the sentence's spans; or not at all (``none``)."""
+
 
 class Provenance(_Strict):
     """Where a record came from. Never holds credentials (see :func:`_no_secrets`).
@@ -302,6 +336,15 @@ class Provenance(_Strict):
     usage: TokenUsage = Field(default_factory=TokenUsage)
     mode: Literal["extract", "project"] | None = None
     source_lang: str | None = None
+    constraint: SpanConstraintKind | None = Field(default=None, exclude_if=lambda value: value is None)
+    """The span constraint stage 1's triples were decoded under (schema 1.1; None: the run did
+    not ask for one, or the record predates it); ``none``: asked for, but the endpoint took none.
+    Written only when set, so a record without one reads in any 1.x reader."""
+
+    @field_validator("constraint", mode="before")
+    @classmethod
+    def _no_constraint(cls, value: Any) -> Any:
+        return None if value == "" else value
 
     @field_validator(*_OPTIONAL_PROVENANCE, mode="before")
     @classmethod
@@ -340,6 +383,15 @@ class Record(_Strict):
     @classmethod
     def _version(cls, value: str) -> str:
         return check_schema_version(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _newer_minor(cls, data: Any) -> Any:
+        """A record of a newer minor version (same major) is read without the fields this version
+        does not know yet, as the versioning rule promises; its own version is kept."""
+        if isinstance(data, dict) and _minor_is_newer(data.get("schema_version")):
+            return _known_fields_only(cls, data)
+        return data
 
     @model_validator(mode="after")
     def _elements_lie_in_sentence(self) -> Record:

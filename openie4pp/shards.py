@@ -149,6 +149,9 @@ class ShardWriter:
             raise ValueError("max_records and max_bytes must be positive (or None for no cap)")
         self.out_dir, self.durable, self.build_config = Path(out_dir), durable, build_config
         self.max_records, self.max_bytes = max_records or 2**63, max_bytes or 2**63
+        self.quality: dict[str, Any] = {}
+        """Measured quality of the data (``{"canaries": {lang: scores}}``): set by the writer's
+        user before ``close``; written to the manifest and the dataset card."""
         self._shards: dict[str, list[ShardInfo]] = {}
         self._fds: dict[str, int] = {}
         self._ids: set[str] = set()
@@ -276,6 +279,7 @@ class ShardWriter:
                         "sha256": s.sha256.hexdigest()} for s in shards],
             "rejected": {"path": REJECTED, "records": self.rejections.count},
             "build_config": scrub_config(self.build_config or {}),
+            **({"quality": self.quality} if self.quality else {}),
         }
 
     def _write_atomically(self, name: str, text: str) -> None:

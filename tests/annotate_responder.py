@@ -308,10 +308,11 @@ class Outcome:
 
 
 def annotate_args(server: Any, source: Any, out: Any, *extra: str) -> list[str]:
-    """``openie4pp annotate`` against ``server`` (a fake server, or a base URL) with the fake model."""
+    """``openie4pp annotate`` against ``server`` (a fake server, or a base URL) with the fake model,
+    without gold canaries unless ``extra`` asks for them (a later ``--canaries`` wins)."""
     url = server if isinstance(server, str) else server.base_url
     return ["annotate", "--input", str(source), "--out", str(out), "--endpoint", url, "--model", "fake-model",
-            "--no-progress", *extra]
+            "--no-progress", "--canaries", "0", *extra]
 
 
 def write_jsonl(path: Any, rows: list[Any]) -> Any:

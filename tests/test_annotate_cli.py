@@ -120,11 +120,12 @@ def test_resume_after_sigkill_repeats_at_most_the_requests_in_flight(
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["records"] == items
 
-    # per (purpose, sentence): the last user message names both. A request whose body was still
-    # being sent at the kill reaches the server torn (no messages): it was in flight, too.
+    # per (purpose, sentence): the end of the last user message names both (its start holds the
+    # language notes). A request whose body was still being sent at the kill reaches the server
+    # torn (no messages): it was in flight, too.
     torn = [e for e in before if not e["last_user"]]
-    first_keys = Counter(e["last_user"] for e in before if e["last_user"])
-    second_keys = Counter(e["last_user"] for e in after)
+    first_keys = Counter(e["last_user_tail"] for e in before if e["last_user"])
+    second_keys = Counter(e["last_user_tail"] for e in after)
     assert max(first_keys.values()) == 1 and max(second_keys.values()) == 1
     repeated = set(first_keys) & set(second_keys)
     assert len(repeated) + len(torn) <= concurrency, f"{len(repeated)} requests repeated after the kill"
@@ -261,6 +262,8 @@ def test_txt_input_with_lang_and_limit(
                 "--model",
                 "m",
                 "--no-progress",
+                "--canaries",
+                "0",
             ]
         )
         == 2
@@ -363,6 +366,8 @@ def test_api_key_reaches_the_server_but_nothing_else(tmp_path: Path) -> None:
                 server.base_url,
                 "--model",
                 "fake-model",
+                "--canaries",
+                "0",
             ],
             cwd=ROOT,
             env=env,

@@ -124,7 +124,8 @@ def test_query_secret_is_in_no_file_the_run_writes(server: FakeServerProcess, tm
         "status": 400, "message": f"bad request /v1/chat/completions?api-version=1&token={QUERY_SECRET}"}}])
     out = tmp_path / "out"
     main(["annotate", "--input", str(source), "--out", str(out), "--endpoint",
-          f"{server.base_url}?api-version=1&token={QUERY_SECRET}", "--model", "fake-model", "--no-progress"])
+          f"{server.base_url}?api-version=1&token={QUERY_SECRET}", "--model", "fake-model", "--no-progress",
+          "--canaries", "0"])
     printed = capsys.readouterr()
     assert len(server.requests()) >= 2 and all(r["query"] == f"api-version=1&token={QUERY_SECRET}"
                                                for r in server.requests())

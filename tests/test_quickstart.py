@@ -37,7 +37,7 @@ def quickstart(workdir: Path, server: FakeServerProcess, encoder: Path) -> int:
 
     return main([
         "quickstart", "--workdir", str(workdir), "--endpoint", server.base_url, "--model", "fake-model",
-        "--encoder", str(encoder), "--limit", "2", "--eval-limit", "4",
+        "--encoder", str(encoder), "--limit", "2", "--eval-limit", "4", "--project-canaries", "1",
         "--set", "max_steps=2", "batch_size=8", "data.max_length=48", "progress=false", "moe.rank=4",
         *SMALL_HEAD,
     ])  # fmt: skip
@@ -84,6 +84,19 @@ def test_quickstart_runs_every_step_then_reuses_them(
         assert records[lang] + rejected == asked[lang], row
     assert "reused" not in first.split("quickstart summary")[1]
 
+    # gold canaries (one per language, the default): scored in the summary, never in the shards
+    canaries = first.split("gold canaries, never written to the shards")[1].split("\n\n")[0]
+    canary_rows = [line.split() for line in canaries.strip().splitlines()[1:]]
+    assert {(row[0], row[1]) for row in canary_rows} == {
+        ("extract", lang) for lang in ("en", "de", "zh", "es", "pt")} | {
+        ("project", lang) for lang in ("de", "zh", "es", "pt")}
+    for mode in ("extract", "project"):
+        stats = json.loads((work / f"silver/{mode}/stats.json").read_text(encoding="utf-8"))
+        assert all(c["sentences"] == 1 for c in stats["canaries"].values())
+        rejected = (work / f"silver/{mode}/rejected.jsonl").read_text(encoding="utf-8")
+        assert "canary:" not in rejected
+    assert not any("canary:" in r for r in training_ids(work))
+
     # a second run: every step reused, no LLM request, no training
     weights = work / "model/stage3/model.safetensors"
     mtime = weights.stat().st_mtime_ns
@@ -99,3 +112,12 @@ def test_quickstart_runs_every_step_then_reuses_them(
     assert [line for line in summary.splitlines() if line.startswith("carb-test")] == [
         line for line in first.split("quickstart summary")[1].splitlines() if line.startswith("carb-test")
     ]  # the scores are replayed from the first run, not recomputed differently
+
+
+def training_ids(work: Path) -> list[str]:
+    """Every sentence id in the silver shards (what training reads)."""
+    from openie4pp.schema import Record
+    from openie4pp.shards import iter_records
+
+    return [item.sentence.id for mode in ("extract", "project")
+            for item in iter_records(work / "silver" / mode) if isinstance(item, Record)]

@@ -138,7 +138,7 @@ def _argv(command: str, servers: list[FakeServerProcess], encoder: Path) -> list
         argv += [f"encoder={encoder}", "max_steps=2", "batch_size=8", "data.max_length=48", "progress=false",
                  "moe.rank=4", *SMALL_HEAD]  # fmt: skip
     if argv[0] == "annotate":
-        argv += ["--no-progress"]
+        argv += ["--no-progress", "--canaries", "0"]
     if argv[0] == "annotate" and "--shard" in argv and argv[argv.index("--shard") + 1] == "0/4":
         # "(0/4 here, 1/4, 2/4, 3/4 on the others)": run the other machines' shares too
         others = []

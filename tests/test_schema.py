@@ -18,6 +18,7 @@ from openie4pp.schema import (
     RejectionReason,
     SchemaVersionError,
     Sentence,
+    Source,
     check_schema_version,
     sentence_id_for,
 )
@@ -169,3 +170,30 @@ def test_no_nulls_on_disk_and_absent_values_read_back_as_none() -> None:
     assert again == record
     assert again.extractions[0].arguments[0].span is None and again.provenance.endpoint is None
     assert Element.model_validate({"text": "x", "span": []}).span is None
+
+
+def test_a_newer_minor_version_is_read_without_its_new_fields() -> None:
+    """Schema 1.1 added ``provenance.constraint``; from now on a reader skips what a newer minor
+    version added (here a made-up 1.9 with new keys at every level), and refuses unknown keys of
+    its own version (a typo is still an error)."""
+    sentence = Sentence.from_text("Marie Curie discovered polonium .", "en", pretokenized=True)
+    record = Record(sentence=sentence, provenance=Provenance(source=Source.llm, model="m"), extractions=[
+        Extraction(predicate=Element(text="discovered", span=(2, 3)),
+                   arguments=[Argument(role="arg0", text="Marie Curie", span=(0, 2))])])
+    plain = json.loads(record.model_dump_json())
+    assert SCHEMA_VERSION == "1.1" and "constraint" not in plain["provenance"]  # written only when set
+    provenance = Provenance(source=Source.llm, constraint="grammar")
+    constrained = record.model_copy(update={"provenance": provenance})
+    data = json.loads(constrained.model_dump_json())
+    assert data["provenance"]["constraint"] == "grammar"
+    assert Record.model_validate(data).provenance.constraint == "grammar"
+    data.update(schema_version="1.9", added_later=1)
+    data["provenance"]["added_later"] = "x"
+    data["sentence"]["added_later"] = 2
+    data["extractions"][0]["arguments"][0]["added_later"] = 3
+    future = Record.model_validate(data)
+    assert future.provenance.constraint == "grammar"
+    assert future.extractions[0].arguments[0].text == "Marie Curie"
+    data["schema_version"] = SCHEMA_VERSION
+    with pytest.raises(ValueError, match="added_later"):
+        Record.model_validate(data)

@@ -171,9 +171,9 @@ def _fake_vllm(monkeypatch: pytest.MonkeyPatch, structured_cls: str | None) -> N
         def __init__(self, **kwargs: Any) -> None:
             self.kwargs = kwargs
 
-    class Params:
-        def __init__(self, json: Any = None) -> None:
-            self.json = json
+    class Params:  # vLLM's signature: one of json / grammar / regex / choice
+        def __init__(self, json: Any = None, grammar: str | None = None) -> None:
+            self.json, self.grammar = json, grammar
 
     vllm = types.ModuleType("vllm")
     vllm.SamplingParams = SamplingParams  # type: ignore[attr-defined]
@@ -195,6 +195,37 @@ def test_params_factory_uses_the_installed_structured_output_api(monkeypatch: py
     assert params.kwargs["temperature"] == 0.2 and params.kwargs["max_tokens"] == 32
     assert params.kwargs["seed"] == 7 and params.kwargs[field_name].json == SCHEMA
     assert field_name not in make(SamplingSpec(0.2, 32, 7, None)).kwargs
+
+
+@pytest.mark.parametrize("cls_name, field_name", [("StructuredOutputsParams", "structured_outputs"),
+                                                  ("GuidedDecodingParams", "guided_decoding")])
+def test_a_span_constraint_becomes_the_engines_grammar(monkeypatch: pytest.MonkeyPatch,
+                                                       cls_name: str, field_name: str) -> None:
+    """Issue 11: the in-process engine decodes under the sentence's GBNF grammar (vLLM's
+    ``StructuredOutputsParams(grammar=...)``, or ``GuidedDecodingParams`` before 0.11), which
+    replaces the JSON schema; responses report the constraint as ``structured_outputs``."""
+    from dataclasses import replace
+
+    from openie4pp.annotate.constraints import build_constraint
+
+    from openie4pp.schema import Sentence
+
+    constraint = build_constraint(Sentence.from_text("Goethe schrieb den Faust.", "de"))
+    constrained = replace(request("a"), constraint=constraint)
+    spec = sampling_spec(constrained)
+    assert spec.grammar == constraint.gbnf and spec.json_schema is None
+    _fake_vllm(monkeypatch, cls_name)
+    make, _ = vllm_params_factory()
+    params = make(spec).kwargs[field_name]
+    assert params.grammar == constraint.gbnf and params.json is None
+
+    engine = FakeEngine()
+    plain, bound = asyncio.run(ask_all(make_backend(engine), [request("b"), constrained]))
+    assert isinstance(plain, ChatResponse) and isinstance(bound, ChatResponse)
+    assert (plain.structured, plain.constraint) == ("json_schema", "none")
+    assert (bound.structured, bound.constraint) == ("none", "structured_outputs")
+    (_, params_seen), = engine.calls
+    assert params_seen[1].grammar == constraint.gbnf
 
 
 def test_params_factory_without_structured_outputs(monkeypatch: pytest.MonkeyPatch) -> None:

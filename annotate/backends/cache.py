@@ -32,9 +32,13 @@ CREATE TABLE IF NOT EXISTS responses (
     latency_s REAL NOT NULL,
     structured TEXT NOT NULL,
     purpose TEXT NOT NULL,
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    span_constraint TEXT NOT NULL DEFAULT 'none'
 )
 """
+_ADD_CONSTRAINT = "ALTER TABLE responses ADD COLUMN span_constraint TEXT NOT NULL DEFAULT 'none'"
+"""Caches written before this column existed lack it; their rows read as "none" (answers decoded
+under a constraint then had other constraint digests and prompt hashes, so none is replayed)."""
 
 
 class _OwnerCancelled(Exception):
@@ -62,6 +66,13 @@ class CachedBackend:
         self._db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable across process crashes
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.execute(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}
+        if "span_constraint" not in columns:
+            try:
+                self._db.execute(_ADD_CONSTRAINT)
+            except sqlite3.OperationalError as error:  # another process added it first
+                if "duplicate column" not in str(error):
+                    raise
         self._in_flight: dict[str, asyncio.Future[ChatResponse]] = {}
 
     def __repr__(self) -> str:
@@ -130,21 +141,24 @@ class CachedBackend:
     def _get(self, key: str) -> ChatResponse | None:
         with self._lock:
             row = self._db.execute(
-                "SELECT model, content, endpoint, prompt_tokens, completion_tokens, structured "
-                "FROM responses WHERE key = ?", (key,)).fetchone()
+                "SELECT model, content, endpoint, prompt_tokens, completion_tokens, structured, "
+                "span_constraint FROM responses WHERE key = ?", (key,)).fetchone()
         if row is None:
             return None
-        model, content, endpoint, prompt_tokens, completion_tokens, structured = row
+        model, content, endpoint, prompt_tokens, completion_tokens, structured, constraint = row
         return ChatResponse(content=content, model=model, endpoint=endpoint, prompt_tokens=prompt_tokens,
-                            completion_tokens=completion_tokens, cached=True, structured=structured)
+                            completion_tokens=completion_tokens, cached=True, structured=structured,
+                            constraint=constraint)
 
     def _put(self, key: str, request: ChatRequest, response: ChatResponse) -> None:
         with self._lock:  # autocommit (isolation_level=None): each answer is durable on return
             self._db.execute(
-                "INSERT OR REPLACE INTO responses VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "INSERT OR REPLACE INTO responses (key, model, content, endpoint, prompt_tokens, "
+                "completion_tokens, latency_s, structured, purpose, created, span_constraint) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (key, response.model, response.content, response.endpoint, response.prompt_tokens,
                  response.completion_tokens, response.latency_s, response.structured, request.purpose,
-                 time.time()))
+                 time.time(), response.constraint))
 
     def _delete(self, key: str) -> bool:
         with self._lock:

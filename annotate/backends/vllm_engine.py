@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import UsageError
-from ..llm import ChatRequest, ChatResponse, RequestFailed
+from ..llm import ChatRequest, ChatResponse, ConstraintKind, RequestFailed, StructuredMode
 from . import append_schema_instruction
 
 INSTALL_HINT = "pip install 'openie4pp[vllm]' (needs a CUDA GPU)"
@@ -36,6 +36,9 @@ class SamplingSpec:
     max_tokens: int
     seed: int | None
     json_schema: dict[str, Any] | None
+    grammar: str | None = None
+    """A span constraint's GBNF grammar (:mod:`openie4pp.annotate.constraints`): it replaces the
+    JSON schema, as on vLLM's server, where ``structured_outputs`` takes one of them."""
 
 
 ParamsFactory = Callable[[SamplingSpec], Any]
@@ -49,8 +52,9 @@ class _Pending:
 
 
 def sampling_spec(request: ChatRequest) -> SamplingSpec:
+    grammar = request.constraint.gbnf if request.constraint is not None else None
     return SamplingSpec(temperature=request.temperature, max_tokens=request.max_tokens, seed=request.seed,
-                        json_schema=request.schema)
+                        json_schema=None if grammar else request.schema, grammar=grammar)
 
 
 def build_conversation(request: ChatRequest, *, guided: bool) -> list[dict[str, str]]:
@@ -94,7 +98,9 @@ def vllm_params_factory() -> tuple[ParamsFactory, bool]:
     def make(spec: SamplingSpec) -> Any:
         kwargs: dict[str, Any] = {"temperature": spec.temperature, "max_tokens": spec.max_tokens,
                                   "seed": spec.seed}
-        if spec.json_schema is not None and so_cls is not None:
+        if spec.grammar is not None and so_cls is not None:
+            kwargs[field_name] = so_cls(grammar=spec.grammar)
+        elif spec.json_schema is not None and so_cls is not None:
             kwargs[field_name] = so_cls(json=spec.json_schema)
         return SamplingParams(**kwargs)
 
@@ -192,7 +198,8 @@ class VLLMBackend:
             item.future.set_result(ChatResponse(
                 content=text, model=self.model, endpoint="vllm", prompt_tokens=prompt_tokens,
                 completion_tokens=completion_tokens, latency_s=now - item.enqueued,
-                structured="json_schema" if self.guided and item.request.schema is not None else "none"))
+                structured=_structured(item.request, self.guided),
+                constraint=_constraint(item.request, self.guided)))
 
     async def aclose(self) -> None:
         """Stop the batcher and fail whatever is still queued; the engine itself is left to the GC."""
@@ -202,6 +209,16 @@ class VLLMBackend:
             self._worker = None
         while self._queue is not None and not self._queue.empty():
             _fail([self._queue.get_nowait()], "vLLM backend closed")
+
+
+def _structured(request: ChatRequest, guided: bool) -> StructuredMode:
+    return "json_schema" if guided and request.schema is not None and request.constraint is None else "none"
+
+
+def _constraint(request: ChatRequest, guided: bool) -> ConstraintKind:
+    """The engine's span constraint is its ``structured_outputs`` grammar (or the older
+    ``guided_decoding``): the server's field name, so stats read the same for both."""
+    return "structured_outputs" if guided and request.constraint is not None else "none"
 
 
 def _fail(batch: list[_Pending], detail: str) -> None:

@@ -74,7 +74,12 @@ def evaluate(name: str, predictions: Path, *, binary: bool = False, gold: Path |
         raise UsageError(f"unknown benchmark {name!r} (known: {', '.join(BENCHMARKS)})")
     benchmark = BENCHMARKS[name]
     if predictions.is_dir():
-        raise UsageError(f"--pred {predictions} is a folder; give the prediction file")
+        from openie4pp.shards import shard_files
+
+        if not shard_files(predictions):
+            raise UsageError(f"--pred {predictions} is a folder without shards; give the prediction file "
+                             "or an OpenIE4++ shard folder")
+        return _evaluate_folder(name, predictions, binary=binary, gold=gold)
     if not predictions.is_file():
         raise FileNotFoundError(f"{predictions}: no such prediction file")
     if binary and benchmark.scorer == "benchie":
@@ -101,6 +106,40 @@ def evaluate(name: str, predictions: Path, *, binary: bool = False, gold: Path |
             stacklevel=2,
         )
     return result
+
+
+def _evaluate_folder(name: str, folder: Path, *, binary: bool, gold: Path | None) -> EvalResult:
+    """A shard folder (an annotation run over a benchmark's sentences, ``annotate`` as an OIE
+    system) scored as one prediction file: its records, every language, in shard order."""
+    import tempfile
+
+    from openie4pp.errors import OpenIE4ppError
+    from openie4pp.schema import Record
+    from openie4pp.shards import iter_records
+
+    unreadable = 0
+    with tempfile.TemporaryDirectory(prefix="openie4pp-eval-") as tmp:
+        joined = Path(tmp) / f"{folder.name}.jsonl"
+        with joined.open("w", encoding="utf-8") as handle:
+            for item in iter_records(folder):
+                if isinstance(item, Record):
+                    handle.write(item.model_dump_json() + "\n")
+                else:
+                    unreadable += 1
+        if unreadable:
+            warnings.warn(f"{folder}: {unreadable} shard lines are not valid records and are not scored "
+                          f"(openie4pp validate {folder} lists them)", UnmatchedPredictionsWarning,
+                          stacklevel=3)
+        caught: list[warnings.WarningMessage] = []
+        try:
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UnmatchedPredictionsWarning)
+                return evaluate(name, joined, binary=binary, gold=gold)
+        except OpenIE4ppError as error:  # name the folder the user gave, not the temporary file
+            raise type(error)(str(error).replace(str(joined), str(folder))) from None
+        finally:
+            for w in caught:
+                warnings.warn(str(w.message).replace(str(joined), str(folder)), w.category, stacklevel=3)
 
 
 def _score(benchmark: Benchmark, gold: Path, predictions: Path, binary: bool) -> EvalResult:
