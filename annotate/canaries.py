@@ -292,11 +292,11 @@ def subset_gold(benchmark: str, texts: list[str], folder: Path) -> Path:
 
 
 def _benchie_subset(source: Path, texts: list[str], lang: str) -> str:
-    """BenchIE blocks (a ``sent_id:`` line, its clusters, a blank line) of the wanted sentences."""
-    def key(text: str) -> str:
-        return "".join(text.split()) if lang.startswith("zh") else " ".join(text.split())
+    """BenchIE blocks (a ``sent_id:`` line, its clusters, a blank line) of the wanted sentences,
+    matched as the scorer matches a record to its gold sentence."""
+    from openie4pp.eval.benchie import sentence_key as key
 
-    wanted = {key(t) for t in texts}
+    wanted = {key(t, lang) for t in texts}
     out: list[str] = []
     block: list[str] = []
     keep = False
@@ -305,7 +305,7 @@ def _benchie_subset(source: Path, texts: list[str], lang: str) -> str:
             if keep and block:
                 out.append("\n".join(block).rstrip("\n") + "\n\n")
             sentence = line.split("\t", 1)[1] if "\t" in line else ""
-            keep, block = key(sentence) in wanted and bool(sentence), [line]
+            keep, block = key(sentence, lang) in wanted and bool(sentence), [line]
         else:
             block.append(line)
     return "".join(out)

@@ -226,7 +226,9 @@ class Pipeline:
             return sentence, answer.triples
         target = task.lang
         if task.canary is not None:  # the benchmark's own translation: the gold matches its text
-            return self._known_translation(task), await self._project(task, task.canary.text, trace)
+            known = Sentence.from_text(task.canary.text, target, id=task.id,
+                                       pretokenized=task.canary.pretokenized)
+            return known, await self._project(task, known, trace)
         # the translate prompt is rendered for the *target* language: its notes say how to write it
         request = self._request("translate", target, "translate", sentence=item.text)
         for attempt in range(self.config.translation_retries + 1):
@@ -247,23 +249,17 @@ class Pipeline:
                     f"That is not {target}. Translate the sentence into {target}; answer with JSON only.",
                 ),
             )
-        triples = await self._project(task, translation, trace)
-        return Sentence.from_text(translation, target, id=task.id), triples
+        sentence = Sentence.from_text(translation, target, id=task.id)
+        return sentence, await self._project(task, sentence, trace)
 
-    def _known_translation(self, task: Task) -> Sentence:
-        assert task.canary is not None
-        return Sentence.from_text(task.canary.text, task.lang, id=task.id,
-                                  pretokenized=task.canary.pretokenized)
-
-    async def _project(self, task: Task, translation: str, trace: _Trace) -> list[Triple]:
-        """Project mode's step (b): the English triples as spans of the translation."""
-        sentence = (self._known_translation(task) if task.canary is not None
-                    else Sentence.from_text(translation, task.lang, id=task.id))
+    async def _project(self, task: Task, sentence: Sentence, trace: _Trace) -> list[Triple]:
+        """Project mode's step (b): the English triples as spans of the translation ``sentence``
+        (tokenised once, by the caller: the constraint and stage 2 use the same tokens)."""
         projection = self._request(
             "project",
             task.lang,
             "stage1",
-            sentence=translation,
+            sentence=sentence.text,
             english_sentence=task.item.text,
             english_triples=list(task.item.triples),
         )

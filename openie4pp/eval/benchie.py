@@ -221,7 +221,7 @@ def _is_chinese(lang: str) -> bool:
     return lang.split("-")[0].lower() == "zh"
 
 
-def _sentence_key(text: str, lang: str) -> str:
+def sentence_key(text: str, lang: str) -> str:
     # Chinese gold is spaced one character per token, so there all whitespace is removed; elsewhere
     # runs of whitespace become one space.
     return "".join(text.split()) if _is_chinese(lang) else " ".join(text.split())
@@ -240,7 +240,7 @@ def records_to_triples(
 ) -> tuple[list[Triple], int]:
     """Turn OpenIE4++ records into BenchIE triples: ``(sent_id, arg0, predicate, other arguments)``.
 
-    The sentence is found by its text after whitespace normalisation (see :func:`_sentence_key`). The
+    The sentence is found by its text after whitespace normalisation (see :func:`sentence_key`). The
     object is every argument but ``arg0``, in record order (``arg1``, ``arg2``..., then ``loc``/``temp``/
     ``context``), joined with one space, because BenchIE gold puts the whole remainder in the object; a
     missing subject or object becomes ``""``. Returns the triples and the number of unknown sentences;
@@ -249,11 +249,11 @@ def records_to_triples(
     """
     ids: dict[str, str] = {}
     for gold_id, text in gold.sentences.items():
-        ids.setdefault(_sentence_key(text, lang), gold_id)
+        ids.setdefault(sentence_key(text, lang), gold_id)
     triples: list[Triple] = []
     unknown = 0
     for record in records:
-        sent_id = ids.get(_sentence_key(record.sentence.text, lang))
+        sent_id = ids.get(sentence_key(record.sentence.text, lang))
         if sent_id is None:
             unknown += 1
             continue
