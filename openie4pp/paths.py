@@ -1,4 +1,5 @@
-"""Where shared benchmark data lives, and the one way files are replaced atomically.
+"""Where shared benchmark data and derived model files live, and the one way files are replaced
+atomically.
 
 The benchmark files are licensed separately and are not shipped with openie4pp. They are
 looked up in ``$OPENIE4PP_BENCHMARKS`` when it is set (and only there), else in
@@ -42,6 +43,15 @@ def benchmarks_dir() -> Path:
             return candidate
     tried = ", ".join(str(c) for c in candidates)
     raise UsageError(f"benchmark data not found (tried {tried}); set OPENIE4PP_BENCHMARKS")
+
+
+def cache_dir() -> Path:
+    """Where derived model files are kept (assembled GGUFs, converted encoders): ``$OPENIE4PP_CACHE``,
+    else ``$XDG_CACHE_HOME/openie4pp``, else ``~/.cache/openie4pp``."""
+    if os.environ.get("OPENIE4PP_CACHE"):
+        return Path(os.environ["OPENIE4PP_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "openie4pp"
 
 
 def write_text_atomic(path: Path, text: str) -> None:

@@ -420,7 +420,7 @@ def test_records_round_trip_and_validate(bench: Path, format_name: str, relative
 
 
 def test_registry(bench: Path, tmp_path: Path) -> None:
-    names = {"carb", "re-oie2016", "oie2016-conll", "oie2016-tab", "benchie"}
+    names = {"carb", "re-oie2016", "oie2016-conll", "oie2016-tab", "benchie", "spanoie"}
     assert set(CONVERTERS) == set(FORMATS) == names
     with pytest.raises(ValueError, match="known formats"):
         get_converter("nope")

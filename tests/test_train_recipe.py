@@ -250,3 +250,43 @@ def test_two_processes_with_accelerate(tmp_path: Path) -> None:
     assert metrics["steps"] == 6  # 12 batches shared by two processes: 6 steps each
     assert metrics["evals"] and "f1" in metrics["evals"][-1]  # dev extraction gathered from both processes
     assert (tmp_path / "stage1" / "model.safetensors").is_file()
+
+
+def test_head_lr_gives_the_randomly_initialised_heads_their_own_rate() -> None:
+    from openie4pp.train.model import Multi2OIEModel
+    from openie4pp.train.recipe import build_optimizer
+
+    model = Multi2OIEModel.from_encoder(str(tiny_encoder()), languages=["en"])
+    model.set_stage(2)
+    optim = {"lr": 1e-5, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0}
+    single = build_optimizer({"optim": {**optim, "head_lr": None}}, model)
+    assert [g["lr"] for g in single.param_groups] == [1e-5]
+    split = build_optimizer({"optim": {**optim, "head_lr": 1e-3}}, model)
+    encoder, heads = split.param_groups
+    assert (encoder["lr"], heads["lr"]) == (1e-5, 1e-3)
+    assert {id(p) for p in heads["params"]} == {id(p) for p in model.head_parameters()}
+    assert all(not name.startswith("encoder.embeddings.word_embeddings") or not p.requires_grad
+               for name, p in model.named_parameters())  # stage 2: the word embeddings stay frozen
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert sum(p.numel() for g in split.param_groups for p in g["params"]) == trainable
+
+
+@pytest.mark.parametrize("changed", ["optim.head_lr=1e-3", "data.language_temperature=100", "batch_size=4"])
+def test_resume_with_other_batch_order_or_optimizer_settings_is_refused_before_work(
+    tmp_path: Path, changed: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A checkpoint restores its optimizer groups, rates and batch position as saved: a resume that
+    changes them would crash late (another group count) or silently keep the old values."""
+    from openie4pp.cli import main
+
+    common = ["epochs=1", "checkpoint_every=2"]
+    assert train(load_config(None, overrides(tmp_path, *common, "halt_at_step=3"), stage=1))["halted"]
+    state = tmp_path / "stage1" / "checkpoint" / "trainer_state.json"
+    before = state.read_bytes()
+    rc = main(["train", "--stage", "1", *overrides(tmp_path, *common, "resume=true", changed)])
+    key = changed.split("=")[0]
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert f"{key}=" in err and "checkpoint" in err and "Traceback" not in err
+    assert state.read_bytes() == before  # nothing was resumed
+    assert train(load_config(None, overrides(tmp_path, *common, "resume=true"), stage=1))["steps"] > 3

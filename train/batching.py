@@ -3,6 +3,8 @@
 :class:`BucketBatchSampler` groups examples of similar length (less padding) but keeps randomness:
 each epoch shuffles with ``seed + epoch``, sorts inside large chunks and shuffles the batch order,
 so the order is a pure function of ``(seed, epoch)``, which is what makes exact resume possible.
+Given each example's language and a temperature ``T != 1`` it first draws the epoch's examples with
+MT4CrossOIE's language weights ``q_l ∝ p_l^(1/T)`` (:func:`language_quotas`), then buckets those.
 :class:`Collator` pads a batch and adds ``lang_ids``. For extraction, :func:`subword_to_word` reads
 per-word values from each word's first sub-word (the position that carried the label in
 training), and :func:`bridge_gaps` mends tag runs that a non-first sub-word interrupted.
@@ -10,6 +12,7 @@ training), and :func:`bridge_gaps` mends tag runs that a non-first sub-word inte
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,6 +24,7 @@ from .data import IGNORE_INDEX
 if TYPE_CHECKING:
     import torch
 
+
 class BucketBatchSampler:
     """Length-bucketed batches of indices, a pure function of ``(seed, epoch)``.
 
@@ -30,6 +34,12 @@ class BucketBatchSampler:
     Large chunks keep padding low while examples of all lengths still meet in every part of the
     epoch. At most one batch is short and it comes **last**: Accelerate's distributed sharding
     (``BatchSamplerShard``) assumes that. ``shuffle=False`` keeps the input order (evaluation).
+
+    Languages: with ``languages`` (one tag per example) and ``temperature`` ``T != 1`` the epoch
+    permutes, instead of all indices, the same number of indices drawn per language by
+    :meth:`draw` (``language_counts()`` of each; a language may come more than once or not at all
+    per epoch); bucketing, batch order, the short last batch and resume are as above. ``T = 1``
+    (the default) is exactly the plain sampler, every example once per epoch.
 
     Resuming: :meth:`resume_at` skips the first ``skip`` batches of an epoch (for ``P`` processes,
     ``P`` times the batches each process had consumed); :meth:`set_epoch` to another epoch clears it.
@@ -45,9 +55,17 @@ class BucketBatchSampler:
         shuffle: bool = True,
         bucket_size: int | None = None,
         drop_last: bool = False,
+        languages: Sequence[str] | None = None,
+        temperature: float = 1.0,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be >= 1")
+        if not temperature > 0 or not math.isfinite(temperature):
+            raise ValueError(f"temperature must be a finite number > 0, not {temperature}")
+        if temperature != 1 and (languages is None or not shuffle):
+            raise ValueError("temperature != 1 resamples languages: it needs languages and shuffle=True")
+        if languages is not None and len(languages) != len(lengths):
+            raise ValueError(f"{len(languages)} languages for {len(lengths)} examples")
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.seed = seed
@@ -57,6 +75,13 @@ class BucketBatchSampler:
         self.drop_last = drop_last
         self.epoch = 0
         self.skip = 0
+        self.temperature = float(temperature)
+        tags = np.asarray(() if languages is None else languages, dtype=str)
+        tags, inverse = np.unique(tags, return_inverse=True)
+        #: each language's dataset indices, ascending (tags sorted)
+        self.by_language = {str(tag): np.flatnonzero(inverse == i) for i, tag in enumerate(tags)}
+        sizes = {tag: len(index) for tag, index in self.by_language.items()}
+        self.quotas = sizes if self.temperature == 1 else language_quotas(sizes, self.temperature)
 
     def set_epoch(self, epoch: int) -> None:
         if epoch != self.epoch:
@@ -72,7 +97,8 @@ class BucketBatchSampler:
         n = len(self.lengths)
         if self.shuffle:
             rng = np.random.default_rng([self.seed, epoch])
-            order = rng.permutation(n)
+            plain = self.temperature == 1  # every example once (also without languages)
+            order = rng.permutation(n) if plain else self.draw(epoch)[rng.permutation(n)]
             for begin in range(0, n, self.bucket_size):
                 chunk = order[begin : begin + self.bucket_size]
                 order[begin : begin + self.bucket_size] = chunk[
@@ -88,6 +114,34 @@ class BucketBatchSampler:
             cut.append(short)
         return cut
 
+    def draw(self, epoch: int) -> np.ndarray:
+        """The ``len(lengths)`` dataset indices of ``epoch`` for ``T != 1``, grouped by language (the
+        order does not matter: :meth:`batches` shuffles them). Language ``l`` with ``size`` examples
+        and quota ``q = a * size + r`` gives every example ``a`` times (whole passes) plus a window
+        of ``r`` from a permutation of its examples: epochs ``c*k ... c*k + k - 1`` with
+        ``k = ceil(size / r)`` take the consecutive windows ``[i*r, (i+1)*r)`` of permutation ``c``
+        (seeded by ``(seed, l, c)``; the last window wraps round to its start). So within an epoch
+        every example comes ``a`` or ``a + 1`` times, and an undersampled language (``a = 0``) shows
+        all its examples in every cycle of ``k`` epochs (the first window is a prefix). Oversampled
+        copies of one sentence have one length, so bucketing tends to put them in one batch: that
+        is what upweighting a language with few examples means."""
+        parts = []
+        for tag, index in self.by_language.items():
+            size = len(index)
+            whole, rest = divmod(self.quotas[tag], size)
+            parts.append(np.tile(index, whole))
+            if rest:
+                cycle, window = divmod(epoch, -(-size // rest))
+                key = int.from_bytes(tag.encode("utf-8"), "little")  # independent of other languages
+                perm = np.random.default_rng([self.seed, _WINDOWS, key, cycle]).permutation(size)
+                parts.append(index[perm[np.arange(window * rest, (window + 1) * rest) % size]])
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+
+    def language_counts(self) -> dict[str, int]:
+        """Examples per language in every epoch (sorted tags; before ``drop_last``): the languages'
+        sizes for ``T = 1``, else :func:`language_quotas`. Empty without languages."""
+        return dict(self.quotas)
+
     def num_batches(self) -> int:
         """Batches in a whole epoch (``len()`` is what is left of the current one)."""
         full, rest = divmod(len(self.lengths), self.batch_size)
@@ -98,6 +152,34 @@ class BucketBatchSampler:
 
     def __len__(self) -> int:
         return max(0, self.num_batches() - self.skip)
+
+
+_WINDOWS = 0x4C414E47  # "LANG": keeps the per-language permutations apart from the epoch's seed
+
+
+def language_quotas(sizes: Mapping[str, int], temperature: float) -> dict[str, int]:
+    """Examples per language in an epoch of ``N = sum(sizes)`` examples, MT4CrossOIE's weights.
+
+    ``q_l = p_l^(1/T) / sum_k p_k^(1/T)`` with ``p_l = sizes[l] / N``; ``T = 1`` is the natural
+    proportions, ``T -> inf`` uniform (MT4CrossOIE's code uses ``T = 100``). The counts ``N * q_l``
+    are rounded by largest remainder: each language gets ``floor(N * q_l)``, the examples still
+    missing go one each to the largest fractional parts (ties: the tag that sorts first), so they
+    always sum to ``N``. For ``T >= 1`` every language gets at least its own size's share
+    (``q_l >= p_l`` for the smallest), hence at least one example.
+
+    MT4CrossOIE itself calls ``np.random.choice(k, n, q)``, which passes ``q`` as ``replace`` (the
+    third positional argument), so its languages are in fact drawn uniformly, whatever ``T``; this
+    applies the weights as the paper describes them.
+    """
+    tags = sorted(sizes)
+    total = sum(sizes.values())
+    weights = [(sizes[tag] / total) ** (1.0 / temperature) if sizes[tag] else 0.0 for tag in tags]
+    exact = [total * w / sum(weights) for w in weights]
+    counts = [math.floor(x) for x in exact]
+    by_remainder = sorted(range(len(tags)), key=lambda i: (counts[i] - exact[i], tags[i]))
+    for i in by_remainder[: total - sum(counts)]:
+        counts[i] += 1
+    return dict(zip(tags, counts, strict=True))
 
 
 @dataclass
@@ -158,4 +240,4 @@ def bridge_gaps(tags: list[int], starts: Sequence[int], o_label: int) -> list[in
     return out
 
 
-__all__ = ["BucketBatchSampler", "Collator", "bridge_gaps", "subword_to_word"]
+__all__ = ["BucketBatchSampler", "Collator", "bridge_gaps", "language_quotas", "subword_to_word"]

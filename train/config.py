@@ -61,6 +61,16 @@ class DataConfig(_Section):
     bucket_size: Count | None
     num_proc: Count | None
     max_rejected_fraction: Fraction
+    language_temperature: float
+
+    @field_validator("language_temperature")
+    @classmethod
+    def _temperature(cls, value: float) -> float:
+        if not value >= 1.0:  # below 1 sharpens towards the majority language, can starve one to 0
+            raise ValueError(
+                f"must be a number >= 1 (1 = natural language proportions, 100 = nearly uniform), not {value}"
+            )
+        return value
 
     @field_validator("train", mode="before")
     @classmethod
@@ -99,6 +109,7 @@ class MoeConfig(_Section):
 
 class OptimConfig(_Section):
     lr: Positive
+    head_lr: Positive | None = None
     weight_decay: float = Field(ge=0.0)
     betas: list[float] = Field(min_length=2, max_length=2)
     eps: Positive

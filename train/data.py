@@ -10,8 +10,8 @@ Pipeline (each step a plain function, so tests and the recipe can call any of th
    and emits **one example per (sentence, predicate)**: the words, the language, the
    *all-predicate* tags (the predicate head's target), the predicate span and that predicate's
    argument tags (the argument head's target).
-3. :func:`encode_examples` tokenises the words with a *fast* tokenizer
-   (``is_split_into_words=True``) and moves labels to sub-words via ``word_ids()``: the **first**
+3. :func:`encode_examples` tokenises the words with a *fast* tokenizer (:func:`encode_words`:
+   see :mod:`.word_encoding` for SentencePiece) and moves labels to sub-words: the **first**
    sub-word of a word carries the word's label and the others ``-100`` (ignored by the loss),
    as in BERT token classification; ``pred_mask`` marks *all* sub-words of the predicate, since the
    argument head averages the encoder states over the whole predicate. Truncation at
@@ -34,7 +34,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -43,13 +43,14 @@ from openie4pp.labels import record_to_examples
 from openie4pp.schema import Record
 
 from .sources import BENCHMARK_SOURCES, LoadStats, Source, SourceSpec, check_source_spec, load_records
+from .word_encoding import WordEncoding, encode_words, label_positions, word_starts
 
 if TYPE_CHECKING:
     import datasets
 
 log = logging.getLogger(__name__)
 
-DATA_VERSION = 2
+DATA_VERSION = 3
 """Bump when the example or tensor layout changes: it is part of the cache fingerprint."""
 STATS_FILE = "load_stats.json"
 """Beside a cached dataset: the :class:`LoadStats` of the run that built it."""
@@ -87,36 +88,26 @@ def records_to_examples(records: Iterable[Record], stats: LoadStats | None = Non
     return examples
 
 
-def word_starts(word_ids: Sequence[int | None], n_words: int) -> list[int]:
-    """Position of each word's first sub-word, ``-1`` for a word with none (truncated away, or a
-    character the tokenizer drops such as a zero-width space)."""
-    starts = [-1] * n_words
-    previous = None
-    for position, word in enumerate(word_ids):
-        if word is not None and word != previous and starts[word] < 0:
-            starts[word] = position
-        previous = word
-    return starts
-
-
 def encode_examples(batch: Mapping[str, list[Any]], tokenizer: Any, max_length: int) -> dict[str, list[Any]]:
     """``datasets.map`` function (batched): word-level examples -> sub-word ids, labels and masks."""
-    encoded = tokenizer(batch["words"], is_split_into_words=True, truncation=True, max_length=max_length)
-    out: dict[str, list[Any]] = {key: list(values) for key, values in encoded.items()}
-    out.update(pred_labels=[], arg_labels=[], pred_mask=[], length=[])
-    for i, (words, pred_tags, span, arg_tags) in enumerate(
-        zip(batch["words"], batch["pred_tags"], batch["pred_span"], batch["arg_tags"], strict=True)
+    out: dict[str, list[Any]] = {"input_ids": [], "attention_mask": [], "pred_labels": [],
+                                 "arg_labels": [], "pred_mask": [], "length": []}
+    encodings = encode_words(tokenizer, batch["words"], max_length)
+    for encoding, pred_tags, span, arg_tags in zip(
+        encodings, batch["pred_tags"], batch["pred_span"], batch["arg_tags"], strict=True
     ):
-        word_ids = encoded.word_ids(i)
+        word_ids = encoding.word_ids
         n = len(word_ids)
         pred_labels, arg_labels, mask = [IGNORE_INDEX] * n, [IGNORE_INDEX] * n, [0] * n
-        for position, start in enumerate(word_starts(word_ids, len(words))):
+        for position, start in enumerate(label_positions(encoding.starts)):
             if start >= 0:
                 pred_labels[start] = pred_tags[position]
                 arg_labels[start] = arg_tags[position]
         for position, word in enumerate(word_ids):
             if word is not None and span[0] <= word < span[1]:
                 mask[position] = 1
+        out["input_ids"].append(encoding.input_ids)
+        out["attention_mask"].append([1] * n)
         out["pred_labels"].append(pred_labels)
         out["arg_labels"].append(arg_labels)
         out["pred_mask"].append(mask)
@@ -145,7 +136,7 @@ def build_dataset(
     stats: LoadStats | None = None,
     max_rejected_fraction: float | None = None,
 ) -> datasets.Dataset:
-    """The encoded training set (columns: ``input_ids``, ``attention_mask`` [, ``token_type_ids``],
+    """The encoded training set (columns: ``input_ids``, ``attention_mask``,
     ``pred_labels``, ``arg_labels``, ``pred_mask``, ``length``, ``lang``, ``id``), cached under
     ``cache_dir`` when given (see the module docstring). With ``max_rejected_fraction`` a source with
     more rejected lines than that share fails (:meth:`LoadStats.check_rejections`) before tokenising."""
@@ -209,9 +200,11 @@ __all__ = [
     "LoadStats",
     "Source",
     "SourceSpec",
+    "WordEncoding",
     "build_dataset",
     "check_source_spec",
     "encode_examples",
+    "encode_words",
     "load_records",
     "records_to_examples",
     "tokenizer_fingerprint",

@@ -44,9 +44,9 @@ from openie4pp.labels import ARG_O, PRED_O, predicate_spans, span_tags, tags_to_
 from openie4pp.schema import Extraction, Provenance, Record, Sentence, Source
 
 from .batching import bridge_gaps, subword_to_word
-from .data import word_starts
 from .extract_io import ReadStats, batched, count_lines, iter_sentences, read_sentences, write_records
 from .extract_options import add_arguments, check_options, resolve_device
+from .word_encoding import encode_words, share_pieces
 
 if TYPE_CHECKING:  # torch is imported where used, so `openie4pp --help` stays fast
     import torch
@@ -121,17 +121,13 @@ class Extractor:
     def _batch_inner(self, sentences: Sequence[Sentence]) -> list[list[Extraction]]:
         import torch
 
-        words = [list(s.tokens) for s in sentences]
-        enc = self.tokenizer(
-            words,
-            is_split_into_words=True,
-            truncation=True,
-            max_length=self.max_length,
-            padding=True,
-            return_tensors="pt",
-        )
-        input_ids = enc["input_ids"].to(self.device)
-        attention_mask = enc["attention_mask"].to(self.device)
+        encodings = encode_words(self.tokenizer, [s.tokens for s in sentences], self.max_length)
+        width = max(len(e.input_ids) for e in encodings)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([e.input_ids + [pad] * (width - len(e.input_ids)) for e in encodings],
+                                 device=self.device)
+        attention_mask = torch.tensor([[1] * len(e.input_ids) + [0] * (width - len(e.input_ids))
+                                       for e in encodings], device=self.device)
         lang_ids = None
         if self.languages and all(s.lang in self.languages for s in sentences):
             lang_ids = torch.tensor([self.languages.index(s.lang) for s in sentences], device=self.device)
@@ -143,11 +139,11 @@ class Extractor:
         pred_best, pred_tag = pred_best.cpu().tolist(), pred_tag.cpu().tolist()
 
         starts_all, rows, masks = [], [], []
-        for i, sentence in enumerate(sentences):
-            word_ids = enc.word_ids(i)
-            starts = word_starts(word_ids, len(sentence.tokens))
+        for i in range(len(sentences)):
+            word_ids = encodings[i].word_ids + [None] * (width - len(encodings[i].word_ids))
+            starts = encodings[i].starts
             starts_all.append(starts)
-            tags = bridge_gaps(subword_to_word(pred_tag[i], starts, PRED_O), starts, PRED_O)
+            tags = word_tags(pred_tag[i], starts, PRED_O)
             for span in predicate_spans(tags):
                 mask = [int(w is not None and span[0] <= w < span[1]) for w in word_ids]
                 if any(mask):
@@ -165,7 +161,7 @@ class Extractor:
 
         for row, (i, span) in enumerate(rows):
             sentence, starts = sentences[i], starts_all[i]
-            arg_tags = bridge_gaps(subword_to_word(arg_tag[row], starts, ARG_O), starts, ARG_O)
+            arg_tags = word_tags(arg_tag[row], starts, ARG_O)
             extraction = tags_to_extraction(sentence, span_tags(span, len(starts)), arg_tags)
             if extraction is None:
                 continue
@@ -216,6 +212,13 @@ class Extractor:
 
 
 # -- the command ------------------------------------------------------------------------------
+
+
+def word_tags(subword_tags: list[int], starts: list[int], o_label: int) -> list[int]:
+    """Per-word tags read at each word's first sub-word; words that share a sub-word with the word
+    before continue its chunk, words without one are bridged (:func:`.batching.bridge_gaps`)."""
+    return bridge_gaps(share_pieces(subword_to_word(subword_tags, starts, o_label), starts, o_label),
+                       starts, o_label)
 
 
 def _load_errors() -> tuple[type[BaseException], ...]:

@@ -18,10 +18,10 @@ DEFAULT_MAX_CHARS = 2000
 what exhausts memory (a 50 MB line once took 3.7 GB)."""
 
 
-def _positive(value: int | None, option: str, allow_zero: bool = False) -> None:
+def _positive(value: int | None, option: str, allow_zero: bool = False, lowest: int | None = None) -> None:
     if value is None:
         return
-    lowest = 0 if allow_zero else 1
+    lowest = lowest if lowest is not None else 0 if allow_zero else 1
     if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
         raise UsageError(f"{option} {value}: must be an integer >= {lowest}")
 
@@ -94,7 +94,7 @@ def check_options(args: argparse.Namespace) -> str:
     """Every option checked before the model is loaded (a mistake costs no model loading and no
     sentence); returns the input format."""
     _positive(args.batch_size, "--batch-size")
-    _positive(args.max_length, "--max-length")
+    _positive(args.max_length, "--max-length", lowest=3)  # <s>, one sub-word, </s>: as data.max_length
     _positive(args.max_chars, "--max-chars")
     _positive(args.limit, "--limit", allow_zero=True)
     if args.format not in OUTPUT_FORMATS:

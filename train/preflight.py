@@ -28,7 +28,8 @@ from .sources import BENCHMARK_SOURCES, Source
 
 HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 """What a Hugging Face Hub model id looks like (``name`` or ``owner/name``)."""
-ENCODER_HINT = "give encoder=PATH_OR_NAME (a local model folder, or a Hugging Face Hub model name)"
+ENCODER_HINT = ("give encoder=PATH_OR_NAME (a local model folder, multilingual-e5-small (packaged), "
+                "or a Hugging Face Hub model name)")
 STAGE_FILES = ("metrics.json", "model.safetensors", "checkpoint/trainer_state.json")
 """Files that mark a stage folder as finished (the first two) or checkpointed (the last)."""
 STALE = ("checkpoint", "checkpoint.tmp", "best", "experts", "metrics.json", "log.jsonl",
@@ -43,12 +44,48 @@ def hub_offline() -> bool:
     )
 
 
+RESUME_KEYS = ("batch_size", "grad_accum", "seed", "data.max_length", "data.bucket_size",
+               "data.language_temperature", "optim.lr", "optim.head_lr")
+"""Keys a resumed run must keep: they fix the batch order, the optimizer's parameter groups and the
+scheduler's rates, which a checkpoint restores as saved (a changed value would be ignored or crash)."""
+
+
+def resume_guard(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The :data:`RESUME_KEYS` values of ``cfg``, stored in every checkpoint's ``trainer_state.json``."""
+    out = {}
+    for key in RESUME_KEYS:
+        value: Any = cfg
+        for part in key.split("."):
+            value = value.get(part) if isinstance(value, dict) else None
+        out[key] = value
+    return out
+
+
+def check_resume_keys(cfg: dict[str, Any]) -> None:
+    """``resume=true`` with a value of :data:`RESUME_KEYS` other than the checkpoint's: refused."""
+    path = Path(cfg["output_dir"]) / "checkpoint" / "trainer_state.json"
+    try:
+        saved = json.loads(path.read_text()).get("resume_guard")
+    except (OSError, ValueError, AttributeError):
+        return
+    if not isinstance(saved, dict):
+        return  # a checkpoint from before the guard
+    changed = [f"{key}={now!r} (checkpoint: {saved[key]!r})" for key, now in resume_guard(cfg).items()
+               if key in saved and saved[key] != now]
+    if changed:
+        raise UsageError(f"resume=true with settings other than the checkpoint's: {', '.join(changed)}; "
+                         "a checkpoint restores its batch order and optimizer as saved: resume with the "
+                         "same values, or overwrite=true to start the stage again")
+
+
 def check_before_training(cfg: dict[str, Any]) -> None:
     """Every check of the module docstring; raises :class:`UsageError` naming the key or folder."""
     if cfg["stage"] > 1:
         check_previous_stage(cfg)
     check_data_sources(cfg)
     check_output_folder(cfg)
+    if cfg["resume"] and not cfg["overwrite"]:
+        check_resume_keys(cfg)
     if cfg["stage"] == 1:
         check_encoder(cfg["encoder"])
 
@@ -127,7 +164,13 @@ def clear_stale_artefacts(out: Path) -> None:
 
 
 def check_encoder(name: str) -> None:
-    """A local model folder, a model in the Hugging Face cache, or one the hub has (asked once)."""
+    """A local model folder, a packaged encoder (its packages installed), a model in the Hugging Face
+    cache, or one the hub has (asked once)."""
+    from .embedded_encoder import check_installed, is_embedded
+
+    if is_embedded(name):
+        check_installed(name)
+        return
     path = Path(name).expanduser()
     if path.exists():
         if not (path / "config.json").is_file():

@@ -4,8 +4,9 @@ Read top to bottom: the ``build_*`` functions, then :class:`TrainRecipe` (``setu
 ``finish``), a plain loop. The config (:mod:`.config`) is documented in ``train/configs/recipe.yaml``;
 checkpoints are :mod:`.checkpoint`. Each stage writes a
 ``from_pretrained`` folder: config.json, model.safetensors, tokenizer, experts/ (stage 3, PEFT LoRA
-format), training_args.yaml, metrics.json, plus log.jsonl (step, loss parts, lr, time),
-checkpoint/ and, with a dev benchmark, best/ (the folder itself is then the best dev model).
+format), training_args.yaml, metrics.json, plus log.jsonl (step, loss parts, lr, time; an epoch's
+first line also its examples per language), checkpoint/ and, with a dev benchmark, best/ (the
+folder itself is then the best dev model).
 
 * **Checks first.** :mod:`.preflight` looks at files before anything loads (the previous stage's
   model, the data, a finished stage in the way, the encoder); rejected training lines are reported
@@ -50,7 +51,8 @@ from .batching import BucketBatchSampler, Collator
 from .checkpoint import load_checkpoint, save_checkpoint, save_model_folder, set_rng_state
 from .config import load_config, parse_overrides
 from .data import LoadStats, build_dataset
-from .preflight import check_before_training, clear_stale_artefacts, hub_offline
+from .embedded_encoder import resolve_encoder
+from .preflight import check_before_training, clear_stale_artefacts, hub_offline, resume_guard
 
 __all__ = ["TrainRecipe", "load_config", "parse_overrides", "save_model_folder", "train"]
 
@@ -61,7 +63,7 @@ __all__ = ["TrainRecipe", "load_config", "parse_overrides", "save_model_folder",
 def build_tokenizer(cfg: dict[str, Any]) -> Any:
     from transformers import AutoTokenizer
 
-    source = cfg["encoder"] if cfg["stage"] == 1 else cfg["init_from"]
+    source = resolve_encoder(cfg["encoder"]) if cfg["stage"] == 1 else cfg["init_from"]
     return AutoTokenizer.from_pretrained(str(source), local_files_only=hub_offline())
 
 
@@ -72,7 +74,8 @@ def build_model(cfg: dict[str, Any], languages: list[str]) -> Any:
     stage, moe = cfg["stage"], cfg["moe"]
     if stage == 1:
         model = Multi2OIEModel.from_encoder(
-            cfg["encoder"], languages=languages, local_files_only=hub_offline(), **cfg["model"]
+            resolve_encoder(cfg["encoder"]), languages=languages, local_files_only=hub_offline(),
+            **cfg["model"],
         )
     else:
         model = Multi2OIEModel.from_pretrained(cfg["init_from"])
@@ -118,8 +121,14 @@ def build_data(cfg: dict[str, Any], tokenizer: Any, accelerator: Any) -> tuple[A
 
 
 def build_loader(cfg: dict[str, Any], dataset: Any, tokenizer: Any, languages: Sequence[str]) -> Any:
+    """Length-bucketed batches; ``data.language_temperature`` != 1 resamples each epoch's languages."""
     sampler = BucketBatchSampler(
-        dataset["length"], cfg["batch_size"], seed=cfg["seed"], bucket_size=cfg["data"]["bucket_size"]
+        dataset["length"],
+        cfg["batch_size"],
+        seed=cfg["seed"],
+        bucket_size=cfg["data"]["bucket_size"],
+        languages=list(dataset["lang"]),
+        temperature=cfg["data"]["language_temperature"],
     )
     collate = Collator(tokenizer.pad_token_id, languages, 8 if torch.cuda.is_available() else None)
     # Its own generator: starting an epoch's iterator draws a seed, which must not come from the
@@ -131,11 +140,21 @@ def build_loader(cfg: dict[str, Any], dataset: Any, tokenizer: Any, languages: S
 
 
 def build_optimizer(cfg: dict[str, Any], model: torch.nn.Module) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters only (what ``set_stage`` left with ``requires_grad``)."""
+    """AdamW over the trainable parameters only (what ``set_stage`` left with ``requires_grad``).
+
+    ``optim.head_lr`` (default: ``lr``) is the task heads' own rate: they start from random weights
+    while the encoder is pretrained, and a small encoder's short CPU run leaves them untrained at the
+    encoder's rate (the argument head of a 168-step e5-small run still tagged every word ``O``)."""
     o = cfg["optim"]
-    params = [p for p in model.parameters() if p.requires_grad]
+    head_parameters = getattr(model, "head_parameters", list)
+    heads = {id(p) for p in head_parameters()} if o.get("head_lr") else set()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trainable if id(p) not in heads], "lr": o["lr"]}]
+    if heads:
+        groups.append({"params": [p for p in trainable if id(p) in heads], "lr": o["head_lr"]})
     return torch.optim.AdamW(
-        params, lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"], weight_decay=o["weight_decay"]
+        [g for g in groups if g["params"]], lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"],
+        weight_decay=o["weight_decay"],
     )
 
 
@@ -217,8 +236,10 @@ class TrainRecipe:
         self.state: dict[str, Any] = {
             "phase": 0, "epoch": 0, "batch": 0, "step": 0, "phase_step": 0,
             "best": None, "best_step": None, "evals": [], "halted": False,
+            "resume_guard": resume_guard(cfg),
         }  # fmt: skip
         self.resumed: dict[str, Any] | None = None
+        self.counted: set[tuple[str, int]] = set()  # (phase, epoch) whose language counts are logged
         self.started = time.time()
 
     def setup(self) -> None:
@@ -255,6 +276,8 @@ class TrainRecipe:
                 lines = self.log_path.read_text().splitlines()
                 kept = [line for line in lines if json.loads(line)["step"] <= self.state["step"]]
                 self.log_path.write_text("".join(line + "\n" for line in kept))
+                rows = [json.loads(line) for line in kept]
+                self.counted = {(r["phase"], r["epoch"]) for r in rows if "languages" in r}
         elif acc.is_main_process:
             self.log_path.write_text("")
 
@@ -341,7 +364,11 @@ class TrainRecipe:
         bar.close()
 
     def _log(self, window: list[list[float]], phase: str) -> float:
-        """Mean loss parts since the last line, averaged over processes, appended to log.jsonl."""
+        """Mean loss parts since the last line, averaged over processes, appended to log.jsonl. The
+        first line of each (phase, epoch) also has ``languages`` (examples per language the epoch
+        draws) and ``temperature``: extra keys on a loss line, so every line keeps ``step`` and
+        ``loss``, a resume's cut by step keeps or drops them with their line, and a resumed epoch
+        whose first line was kept does not repeat them."""
         acc = self.acc
         mean = acc.gather(torch.tensor(window, device=acc.device).mean(0)[None]).mean(0).tolist()
         names = ("loss", "pred_loss", "arg_loss", "router_loss")
@@ -353,6 +380,9 @@ class TrainRecipe:
             lr=self.scheduler.get_last_lr()[0],
             elapsed_s=round(time.time() - self.started, 3),
         )
+        if (phase, self.state["epoch"]) not in self.counted:  # an epoch's first line: what it samples
+            self.counted.add((phase, self.state["epoch"]))
+            row.update(languages=self.sampler.language_counts(), temperature=self.sampler.temperature)
         if acc.is_main_process:
             with self.log_path.open("a") as log:
                 log.write(json.dumps(row) + "\n")

@@ -218,6 +218,7 @@ class LoadStats:
         return {
             "records": self.records,
             "examples": self.examples,
+            "examples_per_lang": dict(sorted(self.langs.items())),
             "misfits": dict(self.misfits),
             "no_examples": self.no_examples,
             "read": dict(self.read_by_source),

@@ -16,22 +16,18 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ...errors import OpenIE4ppError, UsageError
-from ...paths import atomic_writer, write_text_atomic
+from ...errors import ModelIntegrityError, UsageError
+from ...paths import atomic_writer, cache_dir, write_text_atomic
+
+__all__ = ["DEFAULT_MODEL", "MODELS", "EmbeddedModel", "ModelIntegrityError", "assemble", "cache_dir",
+           "installed", "part_paths", "resolve_model", "verify"]
 
 CHUNK = 8 << 20
 log = logging.getLogger(__name__)
-
-
-class ModelIntegrityError(OpenIE4ppError):
-    """An assembled model file is not the pinned official release (a tampered or broken part)."""
-
-    exit_code = 2
 
 
 @dataclass(frozen=True)
@@ -90,14 +86,6 @@ MODELS: dict[str, EmbeddedModel] = {
     )
 }
 DEFAULT_MODEL = "qwen2.5-coder-1.5b"
-
-
-def cache_dir() -> Path:
-    """``$OPENIE4PP_CACHE``, else ``$XDG_CACHE_HOME/openie4pp``, else ``~/.cache/openie4pp``."""
-    if os.environ.get("OPENIE4PP_CACHE"):
-        return Path(os.environ["OPENIE4PP_CACHE"])
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "openie4pp"
 
 
 def resolve_model(spec: str | None) -> tuple[str, Path]:

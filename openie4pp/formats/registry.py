@@ -70,6 +70,12 @@ FORMATS: Mapping[str, FormatInfo] = MappingProxyType(
                 "openie4pp.formats.benchie",
                 "BenchIE gold annotations (fact synsets of triples with [optional] tokens); en/zh/de",
             ),
+            FormatInfo(
+                "spanoie",
+                "openie4pp.formats.spanoie",
+                "SpanOIE/Multi2OIE structured_data.json (a JSON list, en) or the CrossOIE OpenIE4++ release "
+                "OpenIE4_train_LANG.json (JSON lines); inclusive token positions",
+            ),
         )
     }
 )
