@@ -125,13 +125,15 @@ def compare(args: argparse.Namespace, score: Callable[..., dict[str, Any]]) -> N
 
 
 def markdown(result: dict[str, Any]) -> str:
-    """F1 (AUC) per arm and benchmark, then the training examples per language."""
+    """F1 (AUC where the scorer has one: not BenchIE) per arm and benchmark, then the training
+    examples per language. Arm (c)'s seconds are its stage 3 only, on top of (b)'s."""
     arms = result["arms"]
     benchmarks = [k for k, v in next(iter(arms.values())).items() if isinstance(v, dict) and "f1" in v]
     lines = ["| arm | " + " | ".join(benchmarks) + " | train s |",
              "|---|" + "---:|" * (len(benchmarks) + 1)]
     for arm, row in arms.items():
-        cells = [f"{row[b]['f1']:.3f} ({row[b]['auc'] or 0:.3f})" for b in benchmarks]
+        cells = [f"{row[b]['f1']:.3f}" + (f" ({row[b]['auc']:.3f})" if row[b]["auc"] is not None else "")
+                 for b in benchmarks]
         lines.append(f"| ({arm}) {row['label']} | " + " | ".join(cells) + f" | {row['train_s']:.0f} |")
     langs = sorted({lang for row in arms.values() for lang in row["examples_per_lang"]})
     lines += ["", "training examples (predicates) per language:", "",
