@@ -232,8 +232,13 @@ def test_tagger_molora_and_extraction_work_on_the_converted_encoder(fake_package
     tokenizer = AutoTokenizer.from_pretrained(folder)
     extractor = Extractor(model.eval(), tokenizer)
     sentences = [Sentence.from_text("a b.", lang="en"), Sentence.from_text("猫在 a", lang="zh")]
+    assert len(model.moe_layers()) == LAYERS * 5  # q, k, v, attention output, intermediate
     results = extractor.extract(sentences)
     assert len(results) == 2  # random heads: the point is that it runs end to end on XLM-R pieces
+    for sentence, extractions in zip(sentences, results, strict=True):
+        for extraction in extractions:
+            for element in (extraction.predicate, *extraction.arguments):
+                assert element.span is not None and element.span[1] <= len(sentence.tokens)
 
 
 def test_tampered_input_is_refused_and_nothing_is_cached(fake_packages: dict[str, Any]) -> None:
