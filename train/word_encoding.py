@@ -10,8 +10,8 @@ sub-word ever covers two words.
 **SentencePiece** (XLM-R, multilingual-e5): encoding words one by one is what the tokenizer was not
 trained on. Every word starts with ``▁``, and for a word it has no ``▁word`` piece for (every CJK
 character, a comma) ``▁`` is a piece of its own: ``北京是`` split into characters becomes
-``▁ 北 ▁ 京 ▁ 是``, each word's first sub-word the same empty ``▁`` and the sequence three times
-the text's own ``▁ 北京 是``. So the words are joined back into running text (a space between two
+``▁ 北 ▁ 京 ▁ 是``, each word's first sub-word the same empty ``▁`` and the sequence twice the
+text's own ``▁ 北京 是``. So the words are joined back into running text (a space between two
 words unless both sides are in a script written without spaces: Han, kana, Hangul syllables,
 Thai, CJK punctuation), encoded with offsets, pieces that cover no character of a word (a bare ``▁``)
 are dropped, and each word points to the first piece covering it. One piece may cover several
