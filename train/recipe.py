@@ -274,10 +274,10 @@ class TrainRecipe:
             self.state.update({k: v for k, v in self.resumed.items() if not k.startswith("_")})
             if acc.is_main_process and self.log_path.is_file():  # drop what was logged after it
                 lines = self.log_path.read_text().splitlines()
-                kept = [line for line in lines if json.loads(line)["step"] <= self.state["step"]]
-                self.log_path.write_text("".join(line + "\n" for line in kept))
-                rows = [json.loads(line) for line in kept]
-                self.counted = {(r["phase"], r["epoch"]) for r in rows if "languages" in r}
+                rows = [(line, json.loads(line)) for line in lines]
+                kept = [(line, row) for line, row in rows if row["step"] <= self.state["step"]]
+                self.log_path.write_text("".join(line + "\n" for line, _ in kept))
+                self.counted = {(row["phase"], row["epoch"]) for _, row in kept if "languages" in row}
         elif acc.is_main_process:
             self.log_path.write_text("")
 

@@ -80,8 +80,9 @@ def encode_words(tokenizer: Any, sentences: Sequence[Sequence[str]], max_length:
     if bare is None:
         encoded = tokenizer([list(words) for words in sentences], is_split_into_words=True,
                             truncation=True, max_length=max_length)
-        return [WordEncoding(ids, encoded.word_ids(i), word_starts(encoded.word_ids(i), len(words)))
-                for i, (ids, words) in enumerate(zip(encoded["input_ids"], sentences, strict=True))]
+        word_ids = [encoded.word_ids(i) for i in range(len(sentences))]
+        return [WordEncoding(ids, words_of, word_starts(words_of, len(words)))
+                for ids, words_of, words in zip(encoded["input_ids"], word_ids, sentences, strict=True)]
     texts = [joined(words) for words in sentences]
     encoded = tokenizer([text for text, _ in texts], return_offsets_mapping=True,
                         return_special_tokens_mask=True, truncation=True, max_length=2 * max_length + 2)
