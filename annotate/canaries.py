@@ -7,15 +7,16 @@ their records **never reach the shards** (nor ``rejected.jsonl``): they are scor
 project's own scorers against the gold of exactly those sentences, and precision, recall and F1 per
 language go to ``stats.json``, the progress line and the dataset card.
 
-Where canaries come from (:data:`CANARY_SOURCES`), and why these and not others:
+Where canaries come from (:data:`CANARY_SOURCES`, the benchmarks with the ``canary`` role in the
+registry, :mod:`openie4pp.benchmarks`), and why these and not others:
 
 ====  ==================  ================================================================
 en    ``carb-dev``        the last ``N`` of CaRB's *dev* split (the tagger's held-out score
                           is ``carb-test``)
-de    ``benchie-de``      the last ``N`` of BenchIE's 300 sentences
-zh    ``benchie-zh``      the last ``N`` of BenchIE's 300 sentences
 es    ``re-oie2016-es``   the last ``N`` of Re-OIE2016 Spanish
 pt    ``re-oie2016-pt``   the last ``N`` of Re-OIE2016 Portuguese
+zh    ``benchie-zh``      the last ``N`` of BenchIE's 300 sentences
+de    ``benchie-de``      the last ``N`` of BenchIE's 300 sentences
 ====  ==================  ================================================================
 
 Which is which: canaries are always the *last* ``N`` sentences of their benchmark, and every
@@ -34,7 +35,6 @@ projection prompt and the judge are what the score measures, against gold that m
 from __future__ import annotations
 
 import json
-import logging
 import re
 import tempfile
 from collections import Counter
@@ -44,8 +44,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from openie4pp.errors import RunProblems, UsageError
+from openie4pp.benchmarks import BENCHMARKS, canary_for, get
+from openie4pp.errors import RunProblems
 from openie4pp.schema import Record
+from openie4pp.sources import RecordRow, read_source
 
 CANARY_PREFIX = "canary:"
 """Every canary's sentence id starts with it (``canary:benchie-de:300``), to be told apart in logs
@@ -57,22 +59,24 @@ start with it is annotated and written like any other."""
 class CanarySource:
     lang: str
     benchmark: str
-    """The scoring benchmark (a name of :data:`openie4pp.eval.run.BENCHMARKS`)."""
+    """The scoring benchmark (a name of :data:`openie4pp.benchmarks.BENCHMARKS`)."""
     english: str | None
     """The parallel English benchmark for ``project`` mode (None: no project-mode canaries)."""
     pretokenized: bool
 
 
-CANARY_SOURCES: dict[str, CanarySource] = {
-    s.lang: s
-    for s in (
-        CanarySource("en", "carb-dev", None, pretokenized=True),
-        CanarySource("de", "benchie-de", "benchie-en", pretokenized=False),
-        CanarySource("zh", "benchie-zh", "benchie-en", pretokenized=False),
-        CanarySource("es", "re-oie2016-es", "re-oie2016-en", pretokenized=True),
-        CanarySource("pt", "re-oie2016-pt", "re-oie2016-en", pretokenized=True),
-    )
-}
+def _canary_sources() -> dict[str, CanarySource]:
+    """One source per language, from the registry's ``canary`` role (:func:`canary_for`)."""
+    langs = dict.fromkeys(b.lang for b in BENCHMARKS.values() if "canary" in b.roles)
+    sources = {}
+    for lang in langs:
+        benchmark = canary_for(lang)
+        assert benchmark is not None
+        sources[lang] = CanarySource(lang, benchmark.name, benchmark.parallel, benchmark.pretokenized)
+    return sources
+
+
+CANARY_SOURCES: dict[str, CanarySource] = _canary_sources()
 DEFAULT_PER_LANG = 10
 """``--canaries auto`` for a remote endpoint: 50 extract-mode sentences, a few cents on a paid API."""
 
@@ -93,23 +97,10 @@ class Canary:
 
 @lru_cache(maxsize=16)
 def _records(benchmark: str) -> list[Record]:
-    """The benchmark's gold records, in file order, through the project's converters (their notes
-    on gold phrases that disagree with their indices are for ``convert``, not for an annotation run)."""
-    from openie4pp.eval.run import BENCHMARKS, gold_path
-    from openie4pp.formats.registry import convert
-
-    info = BENCHMARKS[benchmark]
-    path = gold_path(info)
-    if not path.is_file():
-        raise UsageError(f"--canaries: the gold file {path} of {benchmark} is missing "
-                         "(see OPENIE4PP_BENCHMARKS)")
-    quiet = logging.getLogger("openie4pp.formats")
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
-    try:
-        return [r for r in convert(info.scorer, path, info.lang, benchmark) if isinstance(r, Record)]
-    finally:
-        quiet.setLevel(level)
+    """The benchmark's gold records, in file order (:func:`openie4pp.sources.read_source`: through
+    the project's converters, without their notes on gold phrases, which are for ``convert``)."""
+    return [row.record for row in read_source(benchmark, "benchmark", option="--canaries")
+            if isinstance(row, RecordRow)]
 
 
 def natural_text(text: str, lang: str) -> str:
@@ -269,10 +260,8 @@ def _evaluate(benchmark: str, texts: list[str], records: list[Record]) -> tuple[
 def subset_gold(benchmark: str, texts: list[str], folder: Path) -> Path:
     """The benchmark's gold file cut to the sentences ``texts``, in its own format (so the scorer
     reads it unchanged and recall counts only these sentences)."""
-    from openie4pp.eval.run import BENCHMARKS, gold_path
-
-    info = BENCHMARKS[benchmark]
-    source = gold_path(info)
+    info = get(benchmark)
+    source = info.gold_path()
     target = folder / source.name
     if info.scorer == "carb":
         from openie4pp.eval.carb import normalize_sentence

@@ -24,17 +24,19 @@ import json
 import re
 from typing import Any, ClassVar, Literal, TypeVar
 
-from openie4pp.annotate.llm import Message
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic.json_schema import GenerateJsonSchema
+
+from .llm import Message
 
 __all__ = [
     "RESPONSE_MODELS",
     "AnswerInvalid",
     "AnswerModel",
+    "AnswerTriple",
     "ExtractionAnswer",
     "ProjectionAnswer",
     "TranslationAnswer",
-    "Triple",
     "Verdict",
     "VerificationAnswer",
     "parse_answer",
@@ -51,9 +53,32 @@ class AnswerModel(BaseModel):
     schema_name: ClassVar[str] = "answer"
     """The name sent with the schema (OpenAI ``response_format.json_schema.name``)."""
 
+    @classmethod
+    def model_json_schema(cls, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """The schema as the model sees it: definitions under their wire names (:data:`WIRE_NAMES`)."""
+        kwargs.setdefault("schema_generator", _WireNamedSchema)
+        return super().model_json_schema(*args, **kwargs)
 
-class Triple(AnswerModel):
+
+WIRE_NAMES = {"AnswerTriple": "Triple"}
+"""Python class name -> the name the JSON schema gives it. The schema is sent to the model and
+hashed into every prompt's version and cache key, so renaming a class in the code must not
+change it: the model's answer has a triple; "answer triple" is only the code's way to tell it
+from the dataset's extractions (:mod:`openie4pp.schema`)."""
+
+
+class _WireNamedSchema(GenerateJsonSchema):
+    def normalize_name(self, name: str) -> str:
+        return super().normalize_name(WIRE_NAMES.get(name, name))
+
+
+# One triple of an LLM answer: not yet a dataset Extraction (openie4pp.schema), which is what
+# grounding makes of it. The docstring below is the schema's "description", sent to the model and
+# hashed into every prompt version: it stays word for word.
+class AnswerTriple(AnswerModel):
     """One extraction. Every element is meant to be copied from the sentence; grounding checks it."""
+
+    model_config = ConfigDict(title=WIRE_NAMES["AnswerTriple"])
 
     subject: str = Field(description="who or what the fact is about, copied from the sentence")
     relation: str = Field(
@@ -85,7 +110,7 @@ class ExtractionAnswer(AnswerModel):
     """Stage 1, ``extract`` mode: the triples of one sentence."""
 
     schema_name: ClassVar[str] = "extraction"
-    triples: list[Triple] = Field(description="every fact stated in the sentence; [] if there is none")
+    triples: list[AnswerTriple] = Field(description="every fact stated in the sentence; [] if there is none")
 
 
 class TranslationAnswer(AnswerModel):
@@ -99,7 +124,7 @@ class ProjectionAnswer(AnswerModel):
     """Stage 1, ``project`` mode, step (b): the English triples carried over to the translation."""
 
     schema_name: ClassVar[str] = "projection"
-    triples: list[Triple] = Field(
+    triples: list[AnswerTriple] = Field(
         description="for each English triple, in order, the corresponding triple copied from the translation"
     )
 
@@ -112,7 +137,7 @@ class Verdict(AnswerModel):
         description="accept: correct as is; fix: nearly right, corrected in 'fixed'; reject: wrong"
     )
     reason: str = Field(default="", description="a few words on why, for fix and reject")
-    fixed: Triple | None = Field(default=None, description="the corrected triple, only for 'fix'")
+    fixed: AnswerTriple | None = Field(default=None, description="the corrected triple, only for 'fix'")
 
     @field_validator("verdict", mode="before")
     @classmethod
@@ -142,10 +167,10 @@ class VerificationAnswer(AnswerModel):
 
 
 RESPONSE_MODELS: dict[str, type[AnswerModel]] = {
-    model.__name__: model
-    for model in (ExtractionAnswer, TranslationAnswer, ProjectionAnswer, VerificationAnswer, Triple)
+    WIRE_NAMES.get(model.__name__, model.__name__): model
+    for model in (ExtractionAnswer, TranslationAnswer, ProjectionAnswer, VerificationAnswer, AnswerTriple)
 }
-"""Answer models by class name: what a prompt file's ``response`` refers to."""
+"""Answer models by their schema's name: what a prompt file's ``response`` refers to."""
 
 
 class AnswerInvalid(ValueError):

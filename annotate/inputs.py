@@ -1,12 +1,13 @@
-"""Streaming annotation inputs: JSONL, plain text, Parquet, OpenIE4++ records, or a ``datasets`` dataset.
+"""Annotation inputs: the rows of :mod:`openie4pp.sources` as work items, sharded and bounded.
 
-Inputs can have millions of lines, so everything here is a generator: nothing is loaded whole.
-Each input becomes a :class:`WorkItem` with a stable id; ``--shard i/N`` keeps the items whose
-id hashes to ``i`` modulo ``N``, so N machines given the same input and different ``i`` do
-disjoint work that together covers the input exactly once (the hash is sha256, not Python's
-salted ``hash``, so every machine agrees).
+Reading (formats, lines, bytes, locations) is :func:`openie4pp.sources.read_source`'s job, shared
+with ``extract`` and training; this module gives the rows their annotation meaning. Each input
+becomes a :class:`WorkItem` with a stable id; ``--shard i/N`` keeps the items whose id hashes to
+``i`` modulo ``N``, so N machines given the same input and different ``i`` do disjoint work that
+together covers the input exactly once (the hash is sha256, not Python's salted ``hash``, so every
+machine agrees).
 
-Formats (``auto`` picks by suffix):
+What a row holds, by format (``auto`` picks by what the input is, see :mod:`openie4pp.sources`):
 
 * ``jsonl``: objects with ``text`` (or ``sentence``), optional ``lang``, ``id`` and, for
   ``project`` mode, ``triples`` as ``[[subject, relation, object, *extra], ...]``;
@@ -28,16 +29,13 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
-from openie4pp.jsonl import TextLine, iter_text_lines
-from openie4pp.schema import Record, canonical_lang, clip_input, is_blank, sentence_id_for
-
-from ..errors import InputFileError, UsageError
+from openie4pp.errors import UsageError
+from openie4pp.schema import Record, RejectionReason, canonical_lang, clip_input, is_blank, sentence_id_for
+from openie4pp.sources import RecordRow, Row, SourceProblem, TextRow, read_source, resolve_format
 
 
 @dataclass(frozen=True)
@@ -102,19 +100,6 @@ def in_shard(item_id: str, shard: tuple[int, int] | None) -> bool:
         return True
     digest = hashlib.sha256(item_id.encode("utf-8")).digest()
     return int.from_bytes(digest[:8], "big") % shard[1] == shard[0]
-
-
-def detect_format(path: str) -> str:
-    if path.startswith("hf:"):
-        return "hf"
-    suffix = Path(path).suffix.lower()
-    if suffix == ".parquet":
-        return "parquet"
-    if suffix == ".txt":
-        return "txt"
-    if Path(path).is_dir():
-        return "records"
-    return "jsonl"
 
 
 def _triples(value: Any) -> tuple[tuple[str, ...], ...]:
@@ -218,8 +203,6 @@ def _problem(source: str, line: int | None, error: Exception, raw: str, data: An
         reason = "unknown_language"
     elif "empty sentence" in detail:
         reason = "empty_sentence"
-    elif isinstance(error, (json.JSONDecodeError, RecursionError)):
-        reason = "malformed_json"
     sentence_id = None
     if isinstance(data, dict):
         with contextlib.suppress(ValueError):
@@ -231,92 +214,45 @@ class _MalformedText(ValueError):
     pass
 
 
-def _line_problem(path: str, line: TextLine) -> InputProblem:
-    if line.too_long:
-        return InputProblem(path, line.number, f"{line.problem} (--max-sentence-chars)", "<not read>", None,
-                            "too_long")
-    raw = clip_input(line.raw.decode("utf-8", "replace"))
-    return InputProblem(path, line.number, line.problem or "", raw, None, "malformed_text")
+def _from_source_problem(problem: SourceProblem) -> InputProblem:
+    where = problem.where
+    if problem.reason is RejectionReason.too_long:  # a line too long to read: --max-sentence-chars bounds it
+        return InputProblem(where.source, where.line, f"{problem.detail} (--max-sentence-chars)", problem.raw,
+                            None, "too_long")
+    detail = f"{problem.field}: {problem.detail}" if problem.field else problem.detail
+    sentence_id = None
+    if isinstance(problem.data, dict):
+        with contextlib.suppress(ValueError):
+            sentence_id = _item_id(problem.data.get("id"))
+    return InputProblem(where.source, where.line, detail, problem.raw, problem.field, problem.reason.value,
+                        sentence_id)
 
 
-def _read_jsonl(path: str, lang: str | None, limits: InputLimits) -> Iterator[WorkItem | InputProblem]:
-    for line in iter_text_lines(path, limits.max_line_bytes):
-        if line.text is None:
-            yield _line_problem(path, line)
+def _items(rows: Iterator[Row], lang: str | None, limits: InputLimits) -> Iterator[WorkItem | InputProblem]:
+    """Each row of the reader as a work item, or as the problem that keeps it from being one."""
+    for row in rows:
+        if isinstance(row, SourceProblem):
+            yield _from_source_problem(row)
             continue
-        raw = line.text.strip()
-        data: Any = None
+        source, line = row.where.source, row.where.line
         try:
-            data = json.loads(raw)
-            if isinstance(data, dict) and "sentence" in data and isinstance(data["sentence"], dict):
-                yield item_from_record(Record.model_validate(data), path, line.number, limits)
+            if isinstance(row, RecordRow):
+                yield item_from_record(row.record, source, line, limits)
+            elif isinstance(row, TextRow):
+                yield item_from_mapping({"text": row.text}, lang, source, line, limits)
             else:
-                yield item_from_mapping(data, lang, path, line.number, limits)
-        except (ValueError, RecursionError) as error:  # JSONDecodeError, pydantic's ValidationError
-            yield _problem(path, line.number, error, raw, data)
-
-
-def _read_txt(path: str, lang: str | None, limits: InputLimits) -> Iterator[WorkItem | InputProblem]:
-    for line in iter_text_lines(path, limits.max_line_bytes):
-        if line.text is None:
-            yield _line_problem(path, line)
-            continue
-        try:
-            yield item_from_mapping({"text": line.text}, lang, path, line.number, limits)
+                yield item_from_mapping(row.data, lang, source, line, limits)
         except ValueError as error:
-            yield _problem(path, line.number, error, line.text)
+            if isinstance(row, RecordRow):
+                yield _problem(source, line, error, row.record.sentence.text, {"id": row.record.id})
+            elif isinstance(row, TextRow):
+                yield _problem(source, line, error, row.text)
+            else:
+                yield _problem(source, line, error, row.raw_text(), row.data)
 
 
-def _read_records(path: str, limits: InputLimits) -> Iterator[WorkItem | InputProblem]:
-    from openie4pp.shards import iter_records
-
-    for item in iter_records(path):
-        if isinstance(item, Record):
-            try:
-                yield item_from_record(item, path, None, limits)
-            except ValueError as error:
-                yield _problem(path, None, error, item.sentence.text, {"id": item.id})
-        else:
-            yield InputProblem(
-                item.file or path, item.line, item.detail, item.input, item.field, item.reason.value
-            )
-
-
-def _read_rows(
-    rows: Iterator[dict[str, Any]], lang: str | None, source: str, limits: InputLimits
-) -> Iterator[WorkItem | InputProblem]:
-    for number, row in enumerate(rows, 1):
-        try:
-            yield item_from_mapping(row, lang, source, number, limits)
-        except ValueError as error:
-            raw = json.dumps(row, ensure_ascii=False, default=str)
-            yield _problem(source, number, error, raw, row)
-
-
-def _parquet_rows(path: str) -> Iterator[dict[str, Any]]:
-    import pyarrow.parquet as pq
-
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
-        yield from batch.to_pylist()
-
-
-def _hf_rows(spec: str) -> Iterator[dict[str, Any]]:
-    import datasets
-
-    name, _, split = spec.removeprefix("hf:").partition(":")
-    if not name:
-        raise UsageError(f"--input {spec!r}: expected hf:NAME_OR_PATH[:split]")
-    try:
-        rows = iter(datasets.load_dataset(name, split=split or "train", streaming=True))
-        first = next(rows, None)
-    except Exception as error:  # offline, no such dataset or split: a configuration fault
-        message = " ".join(str(error).split())[:300]
-        raise InputFileError(f"--input {spec}: cannot open the dataset ({type(error).__name__}: {message}); "
-                             "offline? (HF_HUB_OFFLINE) a local path works too: hf:/path/to/dataset"
-                             ) from None
-    if first is not None:
-        yield first
-        yield from rows
+ANNOTATE_FORMATS = ("jsonl", "records", "txt", "parquet", "hf")
+"""What ``--input-format`` offers (a benchmark's sentences are annotated by converting it first)."""
 
 
 def read_inputs(
@@ -334,27 +270,16 @@ def read_inputs(
     Everything that can be checked without reading a line is checked on the call (not when the
     first item is pulled): a missing file, an unknown format, TXT without ``--lang``."""
     limits = limits or InputLimits()
-    fmt = detect_format(path) if fmt == "auto" else fmt
-    readers = {
-        "jsonl": lambda: _read_jsonl(path, lang, limits),
-        "records": lambda: _read_records(path, limits),
-        "txt": lambda: _read_txt(path, lang, limits),
-        "parquet": lambda: _read_rows(_parquet_rows(path), lang, path, limits),
-        "hf": lambda: _read_rows(_hf_rows(path), lang, path, limits),
-    }
-    if fmt not in readers:
-        raise UsageError(f"--input-format {fmt!r}: unknown (auto, {', '.join(readers)})")
-    if fmt != "hf":
-        where = Path(path)
-        if not where.exists():
-            raise InputFileError(f"--input {path}: no such file or folder")
-        if fmt == "records" and not where.is_dir() and where.suffix.lower() != ".jsonl":
-            raise InputFileError(f"--input {path}: a records input is a shard folder or a JSONL file")
-        if fmt != "records" and where.is_dir():
-            raise InputFileError(f"--input {path}: is a folder; give a file, or --input-format records")
+    if fmt != "auto" and fmt not in ANNOTATE_FORMATS:
+        raise UsageError(f"--input-format {fmt!r}: unknown (auto, {', '.join(ANNOTATE_FORMATS)})")
+    fmt = resolve_format(path, fmt)
+    if fmt not in ANNOTATE_FORMATS:
+        raise UsageError(f"--input {path}: a benchmark name; convert it first (`openie4pp convert`) and "
+                         "annotate the converted folder")
     if fmt == "txt" and not lang:
         raise UsageError(f"--input {path}: plain-text input needs --lang")
-    return _take(readers[fmt](), shard, limit, counts if counts is not None else InputCounts())
+    rows = read_source(path, fmt, max_line_bytes=limits.max_line_bytes)
+    return _take(_items(rows, lang, limits), shard, limit, counts if counts is not None else InputCounts())
 
 
 @dataclass

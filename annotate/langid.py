@@ -25,6 +25,8 @@ import unicodedata
 from functools import lru_cache
 from typing import Any
 
+from openie4pp.text import CJK_CHARACTERS, HANGUL_SYLLABLES, primary_subtag
+
 __all__ = ["UNDETERMINED", "detect_language", "is_language"]
 
 UNDETERMINED = "und"
@@ -47,12 +49,12 @@ MIN_LETTERS = 12
 """Fewer letters than this (in spaced scripts) is too little evidence."""
 MIN_IDEOGRAPHS = 4
 """CJK text carries more per character: four characters suffice."""
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\uac00-\ud7af]")
+_CJK = re.compile(rf"[{CJK_CHARACTERS}{HANGUL_SYLLABLES}]")
 
 
 def _base(lang: str) -> str:
     """``zh-Hans`` -> ``zh``, ``pt_BR`` -> ``pt``; then varieties -> macrolanguage."""
-    code = re.split(r"[-_]", lang.strip(), maxsplit=1)[0].lower()
+    code = primary_subtag(lang)
     return MACROLANGUAGE.get(code, code)
 
 

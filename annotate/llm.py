@@ -16,20 +16,41 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, runtime_checkable
 
 from openie4pp.schema import SpanConstraintKind
-
-if TYPE_CHECKING:
-    from openie4pp.annotate.constraints import SpanConstraint
 
 StructuredMode = Literal["json_schema", "json_object", "none"]
 """How a server was asked for JSON: OpenAI's ``json_schema`` response format; ``json_object``
 with the schema attached (llama.cpp's server); or plain text with the schema in the prompt."""
 
-ConstraintKind = SpanConstraintKind
-"""How a span constraint (:mod:`openie4pp.annotate.constraints`) was sent (the schema's
-:data:`~openie4pp.schema.SpanConstraintKind`: it is also recorded in each record's provenance)."""
+
+
+class DecodingConstraint(Protocol):
+    """What a backend needs of a request's span constraint, in the encodings endpoints accept.
+
+    Declared here, by the side that consumes it, so that this contract (the bottom of the
+    annotation layer) does not depend on how constraints are built from sentences and answer
+    models (:class:`openie4pp.annotate.constraints.SpanConstraint` is the implementation)."""
+
+    @property
+    def digest(self) -> str:
+        """Hash of everything that defines the constraint: part of :meth:`ChatRequest.cache_key`."""
+        ...
+
+    @property
+    def gbnf(self) -> str:
+        """A llama.cpp GBNF grammar (llama.cpp's ``grammar``, vLLM's ``structured_outputs.grammar``)."""
+        ...
+
+    @property
+    def enum_schema(self) -> dict[str, Any] | None:
+        """A strict JSON schema of span enums, or None where it exceeds a provider's enum limits."""
+        ...
+
+    def violations(self, content: str) -> list[str] | None:
+        """The answer's strings that break the constraint ([]: none), or None for no JSON answer."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -73,7 +94,7 @@ class ChatRequest:
     seed: int | None = 0
     purpose: str = ""
     """What the request is for (``stage1``, ``translate``, ``verify``...): stats only, not hashed."""
-    constraint: SpanConstraint | None = field(default=None, hash=False, compare=False, repr=False)
+    constraint: DecodingConstraint | None = field(default=None, hash=False, compare=False, repr=False)
     """Span-constrained decoding (``--constrain spans``): the sentence's grammar / regex / enum
     schema, built once by the pipeline; the backend sends what its endpoint accepts. Its digest is
     part of the cache key (only when set, so unconstrained keys are unchanged)."""
@@ -130,7 +151,7 @@ class ChatResponse:
     cached: bool = False
     structured: StructuredMode = "none"
     retries: int = 0
-    constraint: ConstraintKind = "none"
+    constraint: SpanConstraintKind = "none"
     """How the request's span constraint was sent ("none": it had none, or the endpoint took none)."""
 
 

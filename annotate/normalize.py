@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from openie4pp.text import is_no_space_script
+from openie4pp.text import CJK_CHARACTERS, CJK_PUNCTUATION, is_no_space_script, primary_subtag
 
 __all__ = ["normalize_phrase"]
 
@@ -43,11 +43,7 @@ _TRAILING = ".。!！?？,，;；:：、…،؛؟"
 _LEADING = ",，;；:：、،؛¿¡"
 _ABBREVIATION = re.compile(r"(?:\b\w\.){2,}$")  # U.S. / e.g. keep their final full stop
 _BRACKETED = re.compile(r"\s*[\(\[（【][^\(\)\[\]（）【】]*[\)\]）】]")
-_CJK = (
-    "\u2e80-\u2fdf\u3005-\u3007\u3021-\u3029\u3040-\u30ff\u3100-\u312f\u31a0-\u31bf\u31f0-\u31ff"
-    "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
-    "\u3000-\u3003\u300c-\u3011\uff01-\uff0f\uff1a-\uff20"  # CJK and full-width punctuation
-)
+_CJK = CJK_CHARACTERS + CJK_PUNCTUATION
 _SPACE_IN_CJK = re.compile(rf"(?<=[{_CJK}])\s+(?=[{_CJK}])")
 _BIDI_CONTROLS = "\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 _NO_SPACE_LANGS = {"zh", "ja", "th", "lo", "km", "my", "yue", "wuu"}
@@ -60,7 +56,7 @@ def normalize_phrase(phrase: str, lang: str, sentence_text: str) -> str:
     CJK characters are decoration. The result may be empty (a phrase that was only a quote or
     a note); the caller rejects it as an empty phrase.
     """
-    base = re.split(r"[-_]", lang, maxsplit=1)[0].lower()
+    base = primary_subtag(lang)
     text = _strip_bidi(phrase, sentence_text)
     text = " ".join(text.split())
     previous = None

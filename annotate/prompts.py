@@ -23,25 +23,27 @@ import functools
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping
 from functools import cached_property, lru_cache
 from importlib import resources
-from pathlib import Path
 from string import Template
-from typing import Any, Literal
+from typing import Any
 
-import yaml
-from pydantic import BaseModel
+from openie4pp.text import primary_subtag
 
-from openie4pp.errors import UsageError
-
-try:
-    from importlib.resources.abc import Traversable
-except ImportError:  # Python 3.10
-    from importlib.abc import Traversable
-
-from openie4pp.annotate.contract import RESPONSE_MODELS, AnswerModel, Triple
-from openie4pp.annotate.llm import ChatRequest, Message, schema_digest
+from .contract import AnswerModel
+from .llm import ChatRequest, Message, schema_digest
+from .prompt_files import (
+    BUILTINS,
+    LanguageFile,
+    PromptError,
+    PromptFile,
+    Root,
+    VariableKind,
+    parse_file,
+    read_yaml,
+)
+from .prompt_values import format_variable, jsonable, neutralise_tags
 
 __all__ = [
     "LanguageNotes",
@@ -53,21 +55,10 @@ __all__ = [
 ]
 
 PACKAGE = "openie4pp.prompts"
-VariableKind = Literal["text", "json", "triples", "indexed_triples"]
-_KINDS: tuple[str, ...] = ("text", "json", "triples", "indexed_triples")
-BUILTINS = ("lang", "language", "language_notes", "target_lang")
-"""Filled from the ``lang`` argument; callers may not pass them. For ``translate`` and ``project``
-``lang`` *is* the target language (its notes are the ones that matter), so a separate
-``target_lang`` would only be a chance to disagree."""
 
 
-class PromptError(UsageError):
-    """A prompt file that cannot be used, or a render call with missing or unknown variables."""
-
-
-def base_lang(lang: str) -> str:
-    """The primary language subtag of a BCP-47 tag: ``zh-Hans`` -> ``zh``, ``pt_BR`` -> ``pt``."""
-    return re.split(r"[-_]", lang.strip(), maxsplit=1)[0].lower()
+base_lang = primary_subtag
+"""The primary language subtag (:func:`openie4pp.text.primary_subtag`), kept under the name callers import."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -128,7 +119,7 @@ class PromptTemplate:
             "user": self.user,
             "variables": dict(sorted(self.variables.items())),
             "max_tokens": self.max_tokens,
-            "few_shot": [[s.lang, _jsonable(s.variables), s.answer] for s in self.few_shot],
+            "few_shot": [[s.lang, jsonable(s.variables), s.answer] for s in self.few_shot],
             "languages": {k: v.canonical() for k, v in sorted(self.languages.items())},
         }
         text = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
@@ -237,7 +228,7 @@ class PromptTemplate:
             )
         values = self._builtins(notes)
         for name, kind in self.variables.items():
-            values[name] = neutralise_tags(_format(name, kind, variables[name]), self._tags)
+            values[name] = neutralise_tags(format_variable(name, kind, variables[name]), self._tags)
         return self._substitute(self.user, values, "user")
 
     def _substitute(self, template: str, values: Mapping[str, str], part: str) -> str:
@@ -251,96 +242,14 @@ class PromptTemplate:
             raise PromptError(f"prompt {self.id!r}: bad placeholder in the {part} template: {exc}") from None
 
 
-def neutralise_tags(value: str, tags: Iterable[str]) -> str:
-    """Make every closing tag of ours inside ``value`` inert: ``</sentence>`` -> ``<\\/sentence>``.
-
-    Case and spaces are ignored (``< / Sentence >`` is caught too): a model would read them as
-    the same tag. In JSON strings ``\\/`` is an escaped ``/``, so JSON data keeps its meaning.
-    """
-    pattern = _closing_tags(tuple(tags))
-    return value if pattern is None else pattern.sub(r"<\\/\1", value)
-
-
-@functools.lru_cache(maxsize=64)
-def _closing_tags(tags: tuple[str, ...]) -> re.Pattern[str] | None:
-    names = "|".join(re.escape(t) for t in tags)
-    return re.compile(rf"<\s*/\s*({names})(?=[\s>/]|$)", re.IGNORECASE) if names else None
-
-
 @functools.lru_cache(maxsize=256)
 def _template(text: str) -> Template:
     return Template(text)
 
 
-def _format(name: str, kind: VariableKind, value: Any) -> str:
-    """A variable's value as prompt text: plain text, or compact JSON (``ensure_ascii=False``,
-    so Chinese or Arabic stay readable and copyable)."""
-    if kind == "text":
-        if not isinstance(value, str):
-            raise PromptError(f"variable {name!r} must be a string, not {type(value).__name__}")
-        return value
-    if kind == "json":
-        return _dumps(_jsonable(value))
-    if isinstance(value, str):  # already JSON: read it so that it is checked and re-indexed alike
-        try:
-            value = json.loads(value)
-        except json.JSONDecodeError as exc:
-            raise PromptError(
-                f"variable {name!r}: a string value must be a JSON list of triples: {exc}"
-            ) from None
-    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence):
-        raise PromptError(f"variable {name!r} must be a list of triples, not {type(value).__name__}")
-    triples = [_triple(name, item).model_dump() for item in value]
-    if kind == "indexed_triples":  # an index given by the caller is kept: verdicts refer to it
-        pairs = enumerate(zip(value, triples, strict=True))
-        triples = [{"index": _index(name, item, i), **t} for i, (item, t) in pairs]
-    return _dumps(triples)
-
-
-def _index(name: str, item: Any, position: int) -> int:
-    given = item.get("index") if isinstance(item, Mapping) else None
-    if given is None:
-        return position
-    if isinstance(given, bool) or not isinstance(given, int):
-        raise PromptError(f"variable {name!r}: index {given!r} is not an integer")
-    return given
-
-
-def _triple(name: str, item: Any) -> Triple:
-    """A :class:`Triple` from a Triple, a mapping or a ``(subject, relation, object, *extra)`` tuple."""
-    try:
-        if isinstance(item, Triple):
-            return item
-        if isinstance(item, BaseModel):
-            item = item.model_dump()
-        if isinstance(item, Mapping):
-            return Triple.model_validate({k: v for k, v in item.items() if k != "index"})
-        if isinstance(item, Sequence) and not isinstance(item, str) and len(item) >= 3:
-            return Triple(subject=item[0], relation=item[1], object=item[2], extra=list(item[3:]))
-    except ValueError as exc:
-        raise PromptError(f"variable {name!r}: not a triple: {exc}") from None
-    raise PromptError(f"variable {name!r}: {item!r} is not a triple")
-
-
-def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")
-    if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_jsonable(v) for v in value]
-    return value
-
-
 # ---------------------------------------------------------------------------------------------
 # Loading
 
-
-Root = Traversable | Path
 
 
 def load_prompt(prompt_id: str, version: str | None = None, *, root: Root | None = None) -> PromptTemplate:
@@ -363,11 +272,11 @@ def _load_packaged(prompt_id: str, version: str | None) -> PromptTemplate:
 def _load(prompt_id: str, version: str | None, root: Root) -> PromptTemplate:
     if not re.fullmatch(r"[a-z][a-z0-9_]*", prompt_id):
         raise PromptError(f"bad prompt id {prompt_id!r}")
-    current = root / f"{prompt_id}.yaml"
-    if not current.is_file():
+    path = root / f"{prompt_id}.yaml"
+    if not path.is_file():
         available = sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".yaml"))
         raise PromptError(f"no prompt {prompt_id!r} (available: {', '.join(available) or 'none'})")
-    data = _read_yaml(current)
+    data = read_yaml(path)
     if version is not None and str(data.get("version")) != version:
         archived = root / "archive" / f"{prompt_id}-{version}.yaml"
         if not archived.is_file():
@@ -375,18 +284,9 @@ def _load(prompt_id: str, version: str | None, root: Root) -> PromptTemplate:
                 f"prompt {prompt_id!r} is at version {data.get('version')}, and no archived "
                 f"version {version} exists (archive/{prompt_id}-{version}.yaml)"
             )
-        data = _read_yaml(archived)
-    return _build(prompt_id, data, _load_languages(root / "languages"), str(current))
-
-
-def _read_yaml(path: Root) -> dict[str, Any]:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise PromptError(f"{path}: not valid YAML: {exc}") from None
-    if not isinstance(data, dict):
-        raise PromptError(f"{path}: expected a mapping at the top level")
-    return data
+        path, data = archived, read_yaml(archived)
+    where = str(path)
+    return _build(prompt_id, parse_file(PromptFile, data, where), _load_languages(root / "languages"), where)
 
 
 def _load_languages(folder: Root) -> dict[str, LanguageNotes]:
@@ -396,57 +296,47 @@ def _load_languages(folder: Root) -> dict[str, LanguageNotes]:
     for path in sorted(folder.iterdir(), key=lambda p: p.name):
         if not path.name.endswith(".yaml"):
             continue
-        data = _read_yaml(path)
-        code = str(data.get("lang", path.name[:-5]))
-        if code != path.name[:-5]:
-            raise PromptError(f"{path}: lang {code!r} differs from the file name")
-        prompt_notes = data.get("prompt_notes") or {}
+        code = path.name[:-5]
+        notes = parse_file(LanguageFile, read_yaml(path), str(path))
+        if notes.lang is not None and notes.lang != code:
+            raise PromptError(f"{path}: lang {notes.lang!r} differs from the file name")
         languages[code] = LanguageNotes(
             lang=code,
-            name=str(data.get("name") or ""),
-            notes=tuple(str(n).strip() for n in data.get("notes") or ()),
-            prompt_notes={str(k): tuple(str(n).strip() for n in v) for k, v in prompt_notes.items()},
+            name=notes.name,
+            notes=tuple(notes.notes),
+            prompt_notes={k: tuple(v) for k, v in notes.prompt_notes.items()},
         )
     return languages
 
 
-def _build(
-    prompt_id: str, data: Mapping[str, Any], languages: dict[str, LanguageNotes], where: str
-) -> PromptTemplate:
-    required = ("id", "version", "response", "system", "user", "variables")
-    missing = [key for key in required if key not in data]
-    if missing:
-        raise PromptError(f"{where}: missing {', '.join(missing)}")
-    if data["id"] != prompt_id:
-        raise PromptError(f"{where}: id {data['id']!r} differs from the file name")
-    model = RESPONSE_MODELS.get(str(data["response"]))
-    if model is None:
-        raise PromptError(
-            f"{where}: unknown response model {data['response']!r} ({', '.join(RESPONSE_MODELS)})"
-        )
-    variables: dict[str, VariableKind] = {}
-    for name, kind in dict(data["variables"]).items():
-        if kind not in _KINDS or name in BUILTINS:
-            raise PromptError(f"{where}: variable {name!r} of kind {kind!r} (kinds: {', '.join(_KINDS)})")
-        variables[str(name)] = kind
+def _build(prompt_id: str, file: PromptFile, languages: dict[str, LanguageNotes],
+           where: str) -> PromptTemplate:
+    """The template of a parsed file, checked as a whole: every example answer validates and every
+    placeholder is declared (at load time, not at the first request)."""
+    if file.id != prompt_id:
+        raise PromptError(f"{where}: id {file.id!r} differs from the file name")
+    model = file.response_model
     shots = []
-    for i, shot in enumerate(data.get("few_shot") or ()):
+    for i, shot in enumerate(file.few_shot):
         try:
-            answer = model.model_validate(shot["assistant"]).model_dump_json()
-            shots.append(FewShot(str(shot["lang"]), dict(shot["variables"]), answer))
-        except (KeyError, TypeError, ValueError) as exc:
+            answer = model.model_validate(shot.assistant).model_dump_json()
+        except ValueError as exc:
             raise PromptError(f"{where}: few_shot[{i}] is not usable: {exc}") from None
+        shots.append(FewShot(shot.lang, shot.variables, answer))
     template = PromptTemplate(
         id=prompt_id,
-        version=str(data["version"]),
+        version=file.version,
         response_model=model,
-        system=str(data["system"]),
-        user=str(data["user"]),
-        variables=variables,
+        system=file.system,
+        user=file.user,
+        variables=file.variables,
         few_shot=tuple(shots),
         languages=languages,
-        max_tokens=int(data.get("max_tokens", 512)),
+        max_tokens=file.max_tokens,
     )
-    template._shot_messages  # noqa: B018  fail at load time, not at the first request
+    try:
+        template._shot_messages  # noqa: B018  fail at load time, not at the first request
+    except PromptError as exc:
+        raise PromptError(f"{where}: few_shot: {exc}") from None
     template._substitute(template.system, template._builtins(template.notes_for("en")), "system")
     return template

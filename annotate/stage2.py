@@ -11,14 +11,14 @@ rejects each grounded candidate; a fixed triple must ground too.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TypeVar
-
-from openie4pp.annotate.contract import Triple, VerificationAnswer
-from openie4pp.annotate.normalize import normalize_phrase
 
 from openie4pp.grounding import Grounded, NotGrounded, ground
 from openie4pp.schema import Argument, Element, Extraction, RejectionReason, Sentence
+
+from .contract import AnswerTriple, VerificationAnswer
+from .normalize import normalize_phrase
 
 E = TypeVar("E", bound=Element)
 
@@ -28,7 +28,7 @@ class Candidate:
     """One proposed triple and what stage 2 made of it."""
 
     index: int
-    triple: Triple
+    triple: AnswerTriple
     extraction: Extraction | None = None
     reason: RejectionReason | None = None
     detail: str = ""
@@ -54,7 +54,7 @@ def _ground(sentence: Sentence, normalised: str, raw: str, near: int | None = No
     return exact if isinstance(exact, Grounded) else found
 
 
-def ground_triple(sentence: Sentence, triple: Triple) -> Extraction | tuple[RejectionReason, str]:
+def ground_triple(sentence: Sentence, triple: AnswerTriple) -> Extraction | tuple[RejectionReason, str]:
     """A grounded extraction (arg0 = subject, arg1 = object, arg2.. = extra), or why not.
 
     The relation is grounded first; arguments nearest to it, which picks the right one of two
@@ -129,7 +129,7 @@ def _element_at(sentence: Sentence, element: E, span: tuple[int, int]) -> E:
     return element.model_copy(update={"span": span, "text": sentence.span_text(*span)})
 
 
-def ground_candidates(sentence: Sentence, triples: list[Triple]) -> list[Candidate]:
+def ground_candidates(sentence: Sentence, triples: list[AnswerTriple]) -> list[Candidate]:
     """Ground every triple; duplicates (same spans) are rejected so a record holds each fact once."""
     candidates: list[Candidate] = []
     seen: set[tuple[tuple[int, int] | None, ...]] = set()
@@ -158,10 +158,10 @@ class VerifyPolicy:
 
 @dataclass
 class VerifyOutcome:
-    accepted: list[Candidate] = field(default_factory=list)
-    rejected: list[Candidate] = field(default_factory=list)
+    """What applying the verdicts did beyond each candidate's own state (which records accept/reject)."""
+
     fixed: int = 0
-    missing: int = 0
+    """Candidates replaced by the judge's grounded fix (the run's statistics count them)."""
 
 
 def apply_verdicts(
@@ -172,13 +172,11 @@ def apply_verdicts(
     verdicts = {v.index: v for v in answer.verdicts} if answer is not None else {}
     for candidate in candidates:
         if not candidate.accepted:
-            outcome.rejected.append(candidate)
             continue
         verdict = verdicts.get(candidate.index)
         if answer is None:
             candidate.verdict = "accept"
         elif verdict is None:
-            outcome.missing += 1
             candidate.verdict = policy.missing_verdict
             if policy.missing_verdict != "accept":
                 candidate.reject(RejectionReason.llm_rejected, "the judge gave no verdict")
@@ -195,5 +193,4 @@ def apply_verdicts(
                 candidate.reject(result[0], f"the judge's fix does not ground: {result[1]}")
         else:
             candidate.verdict = "accept"
-        (outcome.accepted if candidate.accepted else outcome.rejected).append(candidate)
     return outcome

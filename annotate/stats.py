@@ -14,10 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from openie4pp.annotate.llm import ChatResponse
-
-from openie4pp.paths import write_text_atomic
+from openie4pp.atomic import write_text_atomic
 from openie4pp.schema import RejectionReason
+
+from .llm import ChatResponse
 
 _RESERVOIR = 50_000
 

@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from fake_openai_server import FakeServerProcess, spawn  # noqa: E402
+
 from openie4pp.annotate.backends import CachedBackend, OpenAICompatBackend  # noqa: E402
 from openie4pp.annotate.inputs import read_inputs  # noqa: E402
 from openie4pp.annotate.pipeline import Pipeline, PipelineConfig  # noqa: E402
@@ -98,6 +99,7 @@ async def bare_client_ratio(server: FakeServerProcess, requests: int, concurrenc
     machine the server, the loopback and the scheduler already cost a few percent of the ideal;
     ``ratio / bare_client_ratio`` is what the pipeline itself keeps of what is attainable."""
     import aiohttp
+
     from openie4pp.annotate.prompts import load_prompt
 
     request = load_prompt("extract").request("en", sentence="Worker1 repairs old bicycles in town 1.")
@@ -132,9 +134,8 @@ def main() -> None:
 
     # one-time costs a long run amortises stay out of the measurement: the prompt files, and the
     # dataset-card code (``datasets``, ~1.5 s to import) that the shard writer needs when it closes
-    from openie4pp.annotate.prompts import load_prompt
-
     import openie4pp.hf  # noqa: F401
+    from openie4pp.annotate.prompts import load_prompt
 
     for prompt_id in ("extract", "verify"):
         load_prompt(prompt_id)

@@ -46,8 +46,9 @@ def main() -> None:
         extractor = Extractor.from_pretrained(args.model, **options)
         name = Path(args.model).name
     else:
-        from openie4pp.train.model import Multi2OIEModel
         from transformers import AutoTokenizer
+
+        from openie4pp.train.model import Multi2OIEModel
 
         torch.manual_seed(0)
         from openie4pp.train.embedded_encoder import encoder_folder

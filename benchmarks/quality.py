@@ -27,11 +27,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from openie4pp.train.extract import Extractor, read_sentences, write_records
-from openie4pp.train.recipe import load_config, train
 from quality_compare import add_compare_arguments, compare
 
 from openie4pp.eval.run import evaluate
+from openie4pp.train.extract import Extractor, read_sentences, write_records
+from openie4pp.train.recipe import load_config, train
 
 BENCHMARKS = ("carb-test", "re-oie2016-en", "re-oie2016-es", "re-oie2016-pt", "benchie-en", "benchie-zh",
               "benchie-de")
@@ -146,8 +146,8 @@ def main() -> None:
         log = [json.loads(line) for line in (model_dir / "log.jsonl").read_text().splitlines()]
         results[name] = {
             "train": train_sources,
-            "steps": metrics["steps"],
-            "examples": metrics["examples"],
+            "steps": metrics.steps,
+            "examples": metrics.examples,
             "train_s": round(train_s, 1),
             "first_loss": round(log[0]["loss"], 4),
             "last_loss": round(log[-1]["loss"], 4),

@@ -46,7 +46,7 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
 def make_silver(run_dir: Path, per_lang: int) -> list[str]:
     """Annotate the first ``per_lang`` sample sentences of each language in :data:`SILVER_LANGS`
     with the embedded model (the quickstart's settings); returns the shard folder."""
-    from openie4pp.cli import main
+    from openie4pp.app.cli import main
 
     by_lang: dict[str, list[dict[str, Any]]] = defaultdict(list)
     text = (resources.files("openie4pp") / "data" / "sample" / "extract.jsonl").read_text(encoding="utf-8")
@@ -70,9 +70,8 @@ def make_silver(run_dir: Path, per_lang: int) -> list[str]:
 
 
 def compare(args: argparse.Namespace, score: Callable[..., dict[str, Any]]) -> None:
+    from openie4pp.atomic import write_text_atomic
     from openie4pp.train.recipe import load_config, train
-
-    from openie4pp.paths import write_text_atomic
 
     run_dir = Path(args.run_dir)
     started = time.perf_counter()
@@ -97,20 +96,20 @@ def compare(args: argparse.Namespace, score: Callable[..., dict[str, Any]]) -> N
     for arm, (label, data, stages, extra) in arms.items():
         arm_dir = run_dir / arm
         arm_started = time.perf_counter()
-        metrics: dict[str, Any] = {}
+        data_summary: dict[str, Any] = {}
         for stage in stages:
             overrides = [*common, f"run_dir={arm_dir}", f"data.train={json.dumps(data)}",
                          f"max_steps={steps[stage]}", f"optim.lr={rates[stage]}", *extra]
             if arm == "c":
                 overrides.append(f"output_dir={arm_dir / 'stage3'}")
-            metrics = train(load_config(None, overrides, stage=stage))
+            data_summary = train(load_config(None, overrides, stage=stage)).data
         train_s = time.perf_counter() - arm_started
         model = arm_dir / f"stage{stages[-1]}"
         scores = score(model, 64, 128, args.eval_limit)
         rows[arm] = {"label": label, "model": str(model), "train_s": round(train_s, 1),
                      "steps": {s: steps[s] for s in ([1, 2] if arm != "c" else [1, 2, 3])},
-                     "examples_per_lang": metrics["data"].get("examples_per_lang", {}),
-                     "records": metrics["data"]["records"], **scores}
+                     "examples_per_lang": data_summary.get("examples_per_lang", {}),
+                     "records": data_summary["records"], **scores}
         print(json.dumps({arm: rows[arm]}), flush=True)
     result = {"benchmark": "quality_compare", "encoder": args.encoder, "head": "arg_dim=256, arg_ff_dim=512",
               "silver": silver,

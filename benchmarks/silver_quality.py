@@ -29,9 +29,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from openie4pp.cli import main as cli
-from openie4pp.quickstart import prepare_inputs
-from openie4pp.quickstart_report import LANGUAGES, PROJECT_TARGETS
+from openie4pp.app.cli import main as cli
+from openie4pp.app.quickstart_inputs import LANGUAGES, PROJECT_TARGETS, prepare_inputs
 from openie4pp.schema import Rejection, is_candidate_field
 from openie4pp.shards import iter_records
 

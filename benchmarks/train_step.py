@@ -40,8 +40,9 @@ def minilm_path() -> Path:
 
 
 def build(encoder: str, languages: list[str]) -> Any:
-    from openie4pp.train.model import Multi2OIEModel
     from transformers import BertConfig
+
+    from openie4pp.train.model import Multi2OIEModel
 
     if encoder == "bert-base":
         return Multi2OIEModel.from_encoder(BertConfig(vocab_size=119547), languages=languages)

@@ -1,32 +1,33 @@
-"""``openie4pp convert``: a benchmark file into OpenIE4++ shards, with a summary of what happened.
+"""A benchmark file into OpenIE4++ shards (``openie4pp convert``), with a count of what happened.
 
 Converters never raise on a bad row; their rejections go to ``DIR/rejected.jsonl`` so the
-numbers printed add up to the input. BenchIE gold keeps its fact synsets (every acceptable
-variant of every fact) in ``DIR/benchie-gold.jsonl`` beside the records, which only carry one
-triple per synset; it lies outside every ``<lang>/`` folder, so shard readers, ``validate`` and
-``load_dataset`` (whose card names ``<lang>/shard-*.jsonl``) never take it for records.
+counts of the :class:`ConversionResult` add up to the input. BenchIE records carry one triple
+per fact synset; scoring reads the synsets (every acceptable variant of every fact) from the gold
+file itself.
 
 An output folder that already holds a dataset is refused unless the user says what to do with it:
 ``append`` adds to it (records whose sentence ids are already there are skipped, and the summary
 says how many), ``overwrite`` first removes the dataset's own files (shards, ``rejected.jsonl``,
-``manifest.json``, its card, the BenchIE sidecar) and nothing else. Silently appending is how CaRB
-dev and test once ended up in one dataset.
+``manifest.json``, its card, an old version's BenchIE sidecar) and nothing else. Silently appending is
+how CaRB dev and test once ended up in one dataset.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 from openie4pp.errors import InputFileError, UsageError
 from openie4pp.formats.registry import ConversionStats, convert
-from openie4pp.paths import write_text_atomic
 from openie4pp.schema import Rejection, canonical_lang
 from openie4pp.shards import CARD, MANIFEST, REJECTED, ShardWriter, folder_locked, shard_files
 
 BENCHIE_SYNSETS = "benchie-gold.jsonl"
+"""The BenchIE synsets sidecar that earlier versions wrote beside the records and nothing read (the
+scorer reads the gold file itself): no longer written, still part of an old folder's dataset."""
 _CARD_MARK = "# OpenIE4++ dataset"  # the heading of the card ShardWriter writes (openie4pp.hf)
 
 Mode = Literal["new", "append", "overwrite"]
@@ -71,53 +72,45 @@ def _check_out(out_dir: Path, mode: Mode) -> None:
         )
 
 
-def _write_synsets(input_path: Path, lang: str | None, out_dir: Path, append: bool) -> int:
-    """Write (or, appending, extend) the BenchIE synsets sidecar; returns the sentences added.
+@dataclass(frozen=True)
+class ConversionResult:
+    """What one conversion did: the rows the converter read (``converted``) and what reached the
+    shards (``written``; fewer records when appending skipped ids already there)."""
 
-    Appending keeps the sentences already there and adds those whose ``(lang, sent_id)`` is new, so
-    a repeated ``--append`` does not duplicate them and a second language joins the first."""
-    from openie4pp.formats.benchie import BenchIESentence, parse_benchie, read_benchie_jsonl
+    input_path: Path
+    out_dir: Path
+    written: ConversionStats
+    converted: ConversionStats
 
-    path = out_dir / BENCHIE_SYNSETS
-    lines: list[str] = []
-    known: set[tuple[str, str]] = set()
-    if append and path.is_file():
-        for old in read_benchie_jsonl(path):
-            if isinstance(old, BenchIESentence):
-                lines.append(old.model_dump_json())
-                known.add((old.lang, old.sent_id))
-    added = 0
-    for sentence in parse_benchie(input_path, lang):
-        if isinstance(sentence, Rejection) or (sentence.lang, sentence.sent_id) in known:
-            continue
-        known.add((sentence.lang, sentence.sent_id))
-        lines.append(sentence.model_dump_json())
-        added += 1
-    write_text_atomic(path, "".join(line + "\n" for line in lines))
-    return added
+    @property
+    def ok(self) -> bool:
+        """Every row became a record: the converter rejected nothing."""
+        return not self.converted.total_rejections
 
+    @property
+    def duplicates_skipped(self) -> int:
+        return self.converted.records - self.written.records
 
-def summary_dict(out_dir: Path, written: ConversionStats, converted: ConversionStats) -> dict[str, Any]:
-    """What was *written* (records, extractions, elements), what was skipped, every rejection."""
-    data: dict[str, Any] = {"out": str(out_dir), **written.as_dict()}
-    data["rejections"] = dict(sorted(converted.rejections.items()))
-    data["records_converted"] = converted.records
-    data["duplicates_skipped"] = converted.records - written.records
-    return data
+    def as_dict(self) -> dict[str, Any]:
+        """What was *written* (records, extractions, elements), what was skipped, every rejection."""
+        data: dict[str, Any] = {"out": str(self.out_dir), **self.written.as_dict()}
+        data["rejections"] = dict(sorted(self.converted.rejections.items()))
+        data["records_converted"] = self.converted.records
+        data["duplicates_skipped"] = self.duplicates_skipped
+        return data
 
-
-def summary_text(
-    input_path: Path, out_dir: Path, written: ConversionStats, converted: ConversionStats
-) -> str:
-    skipped = converted.records - written.records
-    duplicates = f", {skipped} duplicates skipped (their ids are in {out_dir} already)" if skipped else ""
-    rejected = ", ".join(f"{reason}={n}" for reason, n in sorted(converted.rejections.items())) or "none"
-    return (
-        f"{input_path} -> {out_dir}: {written.records} records written "
-        f"({written.empty_records} without extractions){duplicates}, {written.extractions} extractions, "
-        f"{written.grounded_elements} grounded / {written.ungrounded_elements} ungrounded elements, "
-        f"rejections: {rejected}"
-    )
+    def line(self) -> str:
+        """The one line a person reads: every row of the input is in one of its numbers."""
+        written, skipped = self.written, self.duplicates_skipped
+        duplicates = (f", {skipped} duplicates skipped (their ids are in {self.out_dir} already)"
+                      if skipped else "")
+        rejected = ", ".join(f"{reason}={n}" for reason, n in sorted(self.converted.rejections.items()))
+        return (
+            f"{self.input_path} -> {self.out_dir}: {written.records} records written "
+            f"({written.empty_records} without extractions){duplicates}, {written.extractions} extractions, "
+            f"{written.grounded_elements} grounded / {written.ungrounded_elements} ungrounded elements, "
+            f"rejections: {rejected or 'none'}"
+        )
 
 
 def convert_to_shards(
@@ -128,8 +121,8 @@ def convert_to_shards(
     lang: str | None = None,
     dataset: str | None = None,
     mode: Mode = "new",
-) -> int:
-    """Convert, write shards, print a summary; 0 if every row became a record, 1 otherwise.
+) -> ConversionResult:
+    """Convert ``input_path`` (read as ``format_name``) into shards in ``out_dir``; prints nothing.
 
     ``mode`` says what to do with a dataset already in ``out_dir`` (module docstring). Every
     option is checked before anything is written.
@@ -161,8 +154,4 @@ def convert_to_shards(
                 writer.reject(item)  # an identical rejection from an earlier run is kept once
             elif writer.write(item):
                 written.add(item)
-        if format_name == "benchie":  # before the writer closes: part of a completed dataset
-            _write_synsets(input_path, lang, out_dir, append=mode == "append")
-    print(summary_text(input_path, out_dir, written, converted))
-    print(json.dumps(summary_dict(out_dir, written, converted)))
-    return 0 if not converted.total_rejections else 1
+    return ConversionResult(input_path, out_dir, written, converted)

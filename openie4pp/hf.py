@@ -22,7 +22,7 @@ from datasets.info import DatasetInfosDict
 from pydantic import BaseModel
 
 from openie4pp.schema import Record
-from openie4pp.shards import shard_files
+from openie4pp.shard_layout import shard_files
 
 
 def split_name(lang: str) -> str:
@@ -182,7 +182,3 @@ def load(path: str | Path, **load_kwargs: Any) -> datasets.DatasetDict:
         for lang in langs
     })
 
-
-def record_from_row(row: dict[str, Any]) -> Record:
-    """A validated Record from a row of :func:`load` or ``load_dataset``."""
-    return Record.model_validate(row)

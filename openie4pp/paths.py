@@ -1,5 +1,4 @@
-"""Where shared benchmark data and derived model files live, and the one way files are replaced
-atomically.
+"""Where shared benchmark data and derived model files live.
 
 The benchmark files are licensed separately and are not shipped with openie4pp. They are
 looked up in ``$OPENIE4PP_BENCHMARKS`` when it is set (and only there), else in
@@ -8,12 +7,8 @@ looked up in ``$OPENIE4PP_BENCHMARKS`` when it is set (and only there), else in
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -52,35 +47,3 @@ def cache_dir() -> Path:
         return Path(os.environ["OPENIE4PP_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "openie4pp"
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` so that readers (and a crash) see the old file or the new one,
-    never half of one: written beside as ``.NAME.tmp``, flushed to disk, then renamed over it.
-    ``text`` is written as given (no newline translation), so kept lines stay byte for byte."""
-    write_bytes_atomic(path, text.encode("utf-8"))
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """:func:`write_text_atomic` for bytes."""
-    with atomic_writer(path) as handle:
-        handle.write(data)
-
-
-@contextlib.contextmanager
-def atomic_writer(path: Path) -> Iterator[BinaryIO]:
-    """A binary file that replaces ``path`` when the block ends without an error (written beside as
-    ``.NAME.XXXX.tmp``, a name of its own so that two writers never write into one file, flushed to
-    disk, renamed over it); on an error (disk full, a check raising inside the block) the temporary
-    file is removed and ``path`` is untouched. For rewrites too large to hold in memory."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    try:
-        with open(tmp, "xb") as handle:  # created as any file is (umask), unlike mkstemp's 0600
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from openie4pp.appendlog import append_line, close_fd, open_append, recover
-from openie4pp.paths import atomic_writer
+from openie4pp.atomic import atomic_writer
 from openie4pp.schema import Rejection, RejectionReason, is_candidate_field
 
 NOT_FINAL_REASONS = frozenset({RejectionReason.internal_error.value, RejectionReason.duplicate.value})

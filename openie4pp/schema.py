@@ -11,122 +11,72 @@ can be checked without outside knowledge:
 * LLM and model records must be fully grounded (gold benchmarks are allowed free-text
   elements because CaRB/BenchIE annotators wrote phrases that are not in the sentence).
 
-Records carry ``schema_version``; reading any other *major* version is an error with a
-clear message rather than a silent mis-read.
+Records carry ``schema_version`` (:mod:`openie4pp.schema_version`); language tags are checked by
+:mod:`openie4pp.langtags` and rejections modelled in :mod:`openie4pp.rejection_model`, all
+re-exported here.
 """
 
 from __future__ import annotations
 
 import hashlib
 import re
-import typing
 import unicodedata
 from enum import Enum
 from functools import lru_cache
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_serializer, field_validator, model_validator
+from pydantic import Field, field_serializer, field_validator, model_validator
 
-from openie4pp.errors import InputFileError
+from openie4pp.langtags import canonical_lang, check_lang
 from openie4pp.redact import SECRET_VALUE
+from openie4pp.rejection_model import (
+    CLIP_CHARS,
+    Rejection,
+    RejectionReason,
+    candidate_field,
+    clip_input,
+    is_candidate_field,
+)
+from openie4pp.schema_version import (
+    SCHEMA_VERSION,
+    SchemaVersionError,
+    StrictModel,
+    check_schema_version,
+    known_fields_only,
+    minor_is_newer,
+)
 
-SCHEMA_VERSION = "1.1"
-"""``MAJOR.MINOR``. A reader accepts any minor version of its own major version."""
+__all__ = [  # the contract in one place: the models split out into their own modules are re-exported
+    "CLIP_CHARS",
+    "ROLE_PATTERN",
+    "SCHEMA_VERSION",
+    "UNGROUNDED",
+    "Argument",
+    "Element",
+    "Extraction",
+    "Provenance",
+    "Record",
+    "Rejection",
+    "RejectionReason",
+    "SchemaVersionError",
+    "Sentence",
+    "Source",
+    "SpanConstraintKind",
+    "TokenUsage",
+    "candidate_field",
+    "canonical_lang",
+    "check_lang",
+    "check_schema_version",
+    "clip_input",
+    "grounding_problems",
+    "is_blank",
+    "is_candidate_field",
+    "sentence_id_for",
+]
 
 ROLE_PATTERN = re.compile(r"^(arg(0|[1-9][0-9]*)|loc|temp|context)$")
 """Argument roles: ``arg0`` is the subject, ``arg1..`` objects in order; ``loc``, ``temp``
 and ``context`` are the Re-OIE2016 extra slots."""
-
-
-class SchemaVersionError(InputFileError):
-    """A record was written by an incompatible version of the schema."""
-
-
-def _minor_is_newer(version: object) -> bool:
-    major, _, minor = str(version).partition(".")
-    ours_major, _, ours_minor = SCHEMA_VERSION.partition(".")
-    return major == ours_major and minor.isdigit() and int(minor) > int(ours_minor)
-
-
-def _known_fields_only(model: type[BaseModel], data: Any) -> Any:
-    """``data`` without the keys ``model`` (and the models nested in it) does not know: what a
-    newer minor version added, which an older reader of the same major version must be able to skip."""
-    if not isinstance(data, dict):
-        return data
-    out = {}
-    for name, value in data.items():
-        info = model.model_fields.get(name)
-        if info is None:
-            continue
-        nested = [a for a in typing.get_args(info.annotation) or (info.annotation,)
-                  if isinstance(a, type) and issubclass(a, BaseModel)]
-        inner = [a for arg in typing.get_args(info.annotation) for a in typing.get_args(arg) or (arg,)
-                 if isinstance(a, type) and issubclass(a, BaseModel)]
-        if nested and isinstance(value, dict):
-            value = _known_fields_only(nested[0], value)
-        elif inner and isinstance(value, list):
-            value = [_known_fields_only(inner[0], v) for v in value]
-        out[name] = value
-    return out
-
-
-def check_schema_version(version: str) -> str:
-    """Accept ``version`` if its major number equals ours; raise a clear error otherwise."""
-    try:
-        major = int(str(version).split(".")[0])
-    except ValueError as exc:
-        raise SchemaVersionError(f"schema_version {version!r} is not of the form MAJOR.MINOR") from exc
-    ours = int(SCHEMA_VERSION.split(".")[0])
-    if major != ours:
-        newer = "newer" if major > ours else "older"
-        raise SchemaVersionError(
-            f"schema_version {version} is {newer} than this openie4pp's {SCHEMA_VERSION}; "
-            f"{'upgrade openie4pp' if major > ours else 'convert the data with the openie4pp that wrote it'}"
-        )
-    return version
-
-
-@lru_cache(maxsize=4096)
-def _lang_is_valid(code: str) -> bool:
-    import langcodes
-
-    return bool(code) and langcodes.tag_is_valid(code)
-
-
-def check_lang(code: str) -> str:
-    """Return ``code`` if it is a valid, registered BCP-47 tag (``en``, ``zh-Hans``, ``pt-BR``)."""
-    if not isinstance(code, str) or not _lang_is_valid(code):
-        raise ValueError(f"unknown language code {code!r} (expected a BCP-47 tag such as 'en' or 'zh-Hans')")
-    return code
-
-
-_NO_LANGUAGE = frozenset({"und", "mul", "zxx", "mis"})
-"""Codes that name no language (undetermined, multiple, no linguistic content, uncoded): a
-language-specific prompt, tokeniser or expert cannot be chosen for them."""
-
-
-@lru_cache(maxsize=4096)
-def canonical_lang(code: str) -> str:
-    """The one spelling of a language tag used everywhere (shard folders, splits, experts, prompts).
-
-    Called once, where a tag enters (an input line, ``--lang``, a config): ``EN`` and ``en`` must not
-    become two shard folders. Case is normalised and deprecated tags are replaced by their preferred
-    value (``iw`` -> ``he``, ``i-klingon`` -> ``tlh``) with :func:`langcodes.standardize_tag`; tags that
-    name no language (``und``, ``mul``, ``zxx``, ``mis``) and private-use ones (``qaa``-``qtz``,
-    ``x-...``) are refused, since nothing language-specific can be done with them.
-    """
-    import langcodes
-
-    if not isinstance(code, str) or not code.strip() or not _lang_is_valid(code.strip()):
-        raise ValueError(f"unknown language code {code!r} (expected a BCP-47 tag such as 'en' or 'zh-Hans')")
-    try:
-        tag = langcodes.standardize_tag(code.strip())
-    except (ValueError, LookupError) as exc:
-        raise ValueError(f"unknown language code {code!r}: {exc}") from None
-    primary = tag.split("-", 1)[0].lower()
-    if primary in _NO_LANGUAGE or primary == "x" or ("qaa" <= primary <= "qtz" and len(primary) == 3):
-        raise ValueError(f"language code {code!r} names no particular language (a BCP-47 tag such as 'en')")
-    return check_lang(tag)
 
 
 def is_blank(text: str) -> bool:
@@ -135,32 +85,13 @@ def is_blank(text: str) -> bool:
     return not any(not ch.isspace() and unicodedata.category(ch) != "Cf" for ch in text)
 
 
-CLIP_CHARS = 2000
-"""How much of an offending input a rejection keeps verbatim."""
-
-
-def clip_input(text: str, limit: int = CLIP_CHARS) -> str:
-    """``text``, or for a long one its first ``limit`` characters plus its length and SHA-256.
-
-    Why: a 60 MB answer or input line copied whole into ``rejected.jsonl`` makes the file useless and
-    can fill a disk; a prefix shows what it was and the hash identifies it exactly."""
-    if len(text) <= limit:
-        return text
-    digest = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-    return f"{text[:limit]}... [clipped: {len(text)} characters in all, sha256 {digest}]"
-
-
 def sentence_id_for(lang: str, text: str) -> str:
     """A stable id from content: the same sentence in the same language gets the same id."""
     digest = hashlib.sha1(f"{lang}\x00{text}".encode()).hexdigest()
     return f"{lang}-{digest[:16]}"
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=False, str_strip_whitespace=False)
-
-
-class Sentence(_Strict):
+class Sentence(StrictModel):
     """A sentence with its tokenisation, as character offsets into ``text``."""
 
     id: Annotated[str, Field(min_length=1)]
@@ -228,7 +159,7 @@ UNGROUNDED = (-1, -1)
 spans cannot be cast to. In Python an absent span is ``None``."""
 
 
-class Element(_Strict):
+class Element(StrictModel):
     """A predicate or argument: its phrase and, when grounded, its token span ``[start, end)``."""
 
     text: str
@@ -264,7 +195,7 @@ class Argument(Element):
         return value
 
 
-class Extraction(_Strict):
+class Extraction(StrictModel):
     """One n-ary tuple: a predicate and its arguments in order (``arg0`` is the subject)."""
 
     predicate: Element
@@ -302,7 +233,7 @@ class Source(str, Enum):
     model = "model"
 
 
-class TokenUsage(_Strict):
+class TokenUsage(StrictModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
 
@@ -317,7 +248,7 @@ SpanConstraintKind = Literal["grammar", "structured_outputs", "guided_grammar", 
 strings are enums of the sentence's spans; or not at all (``none``)."""
 
 
-class Provenance(_Strict):
+class Provenance(StrictModel):
     """Where a record came from. Never holds credentials (see :func:`_no_secrets`).
 
     On disk, absent values are written as ``""`` (and ungrounded spans as ``[-1, -1]``), never as
@@ -371,7 +302,7 @@ def _has_secret(value: str) -> bool:
     return SECRET_VALUE.search(value) is not None
 
 
-class Record(_Strict):
+class Record(StrictModel):
     """A sentence with its extractions and provenance: one line of an OpenIE4++ shard."""
 
     schema_version: str = SCHEMA_VERSION
@@ -389,8 +320,8 @@ class Record(_Strict):
     def _newer_minor(cls, data: Any) -> Any:
         """A record of a newer minor version (same major) is read without the fields this version
         does not know yet, as the versioning rule promises; its own version is kept."""
-        if isinstance(data, dict) and _minor_is_newer(data.get("schema_version")):
-            return _known_fields_only(cls, data)
+        if isinstance(data, dict) and minor_is_newer(data.get("schema_version")):
+            return known_fields_only(cls, data)
         return data
 
     @model_validator(mode="after")
@@ -437,60 +368,3 @@ def grounding_problems(record: Record) -> list[str]:
     return problems
 
 
-class RejectionReason(str, Enum):
-    """Why an input or a candidate was not accepted. The README's troubleshooting section explains each."""
-
-    malformed_json = "malformed_json"
-    schema_invalid = "schema_invalid"
-    schema_version = "schema_version"
-    empty_sentence = "empty_sentence"
-    unknown_language = "unknown_language"
-    span_out_of_range = "span_out_of_range"
-    span_text_mismatch = "span_text_mismatch"
-    ungrounded = "ungrounded"
-    overlapping_spans = "overlapping_spans"
-    ambiguous = "ambiguous"
-    wrong_language = "wrong_language"
-    llm_invalid_output = "llm_invalid_output"
-    llm_rejected = "llm_rejected"
-    request_failed = "request_failed"
-    no_extractions = "no_extractions"
-    duplicate = "duplicate"
-    label_scheme = "label_scheme"
-    malformed_text = "malformed_text"
-    too_long = "too_long"
-    internal_error = "internal_error"
-
-
-def candidate_field(index: int) -> str:
-    """The ``field`` of a rejection that concerns one candidate triple of a sentence, not the whole
-    sentence: an annotation run writes one such line per failed candidate and then one
-    sentence-level line (no such field) saying how the sentence ended."""
-    return f"candidates[{index}]"
-
-
-def is_candidate_field(field: object) -> bool:
-    """Whether a rejection's ``field`` (from a :class:`Rejection` or a raw JSON line) names one
-    candidate triple, see :func:`candidate_field`."""
-    return isinstance(field, str) and field.startswith("candidates[")
-
-
-class Rejection(_Strict):
-    """An input or candidate that did not become a record, with enough context to find and fix it."""
-
-    schema_version: str = SCHEMA_VERSION
-    stage: Literal["input", "stage1", "stage2", "grounding", "validate", "convert", "labels"]
-    reason: RejectionReason
-    detail: str
-    input: str = Field(description="the offending input, verbatim (a raw line, phrase or response)")
-    sentence_id: str | None = None
-    file: str | None = None
-    line: int | None = None
-    field: str | None = None
-
-    def location(self) -> str:
-        parts = [self.file or "<input>"]
-        if self.line is not None:
-            parts.append(str(self.line))
-        where = ":".join(parts)
-        return f"{where}:{self.field}" if self.field else where

@@ -23,7 +23,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,76 +31,22 @@ from types import TracebackType
 from typing import Any
 
 from openie4pp.appendlog import ShardCorruptError, append_line, close_fd, open_append, recover
-from openie4pp.errors import UsageError
+from openie4pp.atomic import write_text_atomic
+from openie4pp.folder_lock import FolderBusyError, check_not_busy, folder_locked, lock_folder, unlock_folder
 from openie4pp.jsonl import iter_records_in_file
-from openie4pp.paths import write_text_atomic
 from openie4pp.redact import scrub_config
 from openie4pp.rejections import NOT_FINAL_REASONS, RejectionWriter, is_final_rejection
 from openie4pp.schema import SCHEMA_VERSION, Record, Rejection
+from openie4pp.shard_layout import CARD, MANIFEST, REJECTED, shard_files, shard_index, shard_path
 
-__all__ = [
+__all__ = [  # the layout, the lock and the rejections log are re-exported: one import for a shard folder
     "CARD", "MANIFEST", "NOT_FINAL_REASONS", "REJECTED", "FolderBusyError", "RejectionWriter",
-    "ShardCorruptError", "ShardInfo", "ShardWriter", "is_final_rejection", "iter_records", "scrub_config",
-    "shard_files",
+    "ShardCorruptError", "ShardInfo", "ShardWriter", "check_not_busy", "folder_locked",
+    "is_final_rejection", "iter_records", "scrub_config", "shard_files",
 ]
 
 # the module-level names ShardWriter calls (tests replace ``_append`` to simulate a full disk)
 _append, _open_append, _close, _recover = append_line, open_append, close_fd, recover
-
-MANIFEST, REJECTED, CARD = "manifest.json", "rejected.jsonl", "README.md"
-_LOCK = ".openie4pp-writer.lock"
-_SHARD_NAME = re.compile(r"^shard-(\d+)\.jsonl$")
-
-
-class FolderBusyError(UsageError, RuntimeError):
-    """Another writer holds the folder's lock (also a RuntimeError, as it was before)."""
-
-
-def lock_folder(out_dir: Path) -> int | None:
-    """Take ``out_dir``'s writer lock (an advisory ``flock``, released when the descriptor is
-    closed, also by a killed process); the descriptor, or None where there are no such locks.
-    One writer per folder: a second one's dedup would be blind to the first one's ids."""
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: no advisory locks
-        return None
-    fd = os.open(out_dir / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        os.close(fd)
-        raise FolderBusyError(f"another process is writing to {out_dir} (its lock {out_dir / _LOCK} is "
-                              "held); wait for it, or stop it") from None
-    return fd
-
-
-@contextlib.contextmanager
-def folder_locked(out_dir: Path) -> Iterator[None]:
-    """Hold ``out_dir``'s writer lock for a block (removing a dataset, probing before a long start)."""
-    fd = lock_folder(out_dir)
-    try:
-        yield
-    finally:
-        if fd is not None:
-            os.close(fd)
-
-
-def check_not_busy(out_dir: Path) -> None:
-    """Raise :class:`FolderBusyError` now if another writer holds ``out_dir``'s lock: a command that
-    starts a model server or loads weights first must not find that out minutes later."""
-    if (out_dir / _LOCK).exists():
-        with folder_locked(out_dir):
-            pass
-
-
-def shard_files(path: str | Path) -> dict[str, list[Path]]:
-    """The ``<lang>/shard-N.jsonl`` files of a directory by language, in language then shard order."""
-    found: dict[str, list[tuple[int, Path]]] = {}
-    for shard in Path(path).glob("*/shard-*.jsonl"):
-        match = _SHARD_NAME.match(shard.name)
-        if match and shard.is_file():
-            found.setdefault(shard.parent.name, []).append((int(match.group(1)), shard))
-    return {lang: [p for _, p in sorted(found[lang])] for lang in sorted(found)}
 
 
 def iter_records(path: str | Path, *, strict: bool = False) -> Iterator[Record | Rejection]:
@@ -170,9 +115,7 @@ class ShardWriter:
 
     def _unlock(self) -> None:
         if self._lock_fd is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(self.out_dir / _LOCK)
-            os.close(self._lock_fd)
+            unlock_folder(self.out_dir, self._lock_fd)
             self._lock_fd = None
 
     def _refuse_existing(self) -> str:
@@ -226,9 +169,9 @@ class ShardWriter:
                 fd = self._fds.pop(lang, None)
                 if fd is not None:
                     _close(fd, self.durable, current.path.parent)
-                match = _SHARD_NAME.match(current.path.name)
-                index = int(match.group(1)) + 1 if match else len(shards)
-            current = ShardInfo(path=self.out_dir / lang / f"shard-{index:05d}.jsonl", lang=lang)
+                number = shard_index(current.path)
+                index = number + 1 if number is not None else len(shards)
+            current = ShardInfo(path=shard_path(self.out_dir, lang, index), lang=lang)
             shards.append(current)
         if lang not in self._fds:
             current.path.parent.mkdir(exist_ok=True)

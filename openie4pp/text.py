@@ -17,25 +17,33 @@ import re
 import unicodedata
 from functools import lru_cache
 
-# Scripts written without spaces between words: one token per character.
-_NO_SPACE_RANGES = (
+CJK_CHARACTERS = (
     "\u2e80-\u2fdf"  # CJK radicals
     "\u3005-\u3007\u3021-\u3029"  # ideographic iteration marks and numerals
     "\u3040-\u30ff"  # hiragana, katakana
     "\u3100-\u312f\u31a0-\u31bf\u31f0-\u31ff"  # bopomofo, katakana extension
     "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"  # CJK ideographs
     "\U00020000-\U0003134f"  # CJK extensions B-G
-    "\u0e00-\u0e7f\u0e80-\u0eff\u1000-\u109f\u1780-\u17ff"  # Thai, Lao, Myanmar, Khmer
 )
-_LETTERS = rf"(?:(?![{_NO_SPACE_RANGES}])[^\W_])+"  # letters/digits of a spaced script
+"""Han, kana and bopomofo, as the body of a regex character class (``rf"[{CJK_CHARACTERS}]"``)."""
+CJK_PUNCTUATION = "\u3000-\u303f\uff00-\uffef"
+"""CJK symbols and punctuation, half- and full-width forms: written without spaces beside CJK text."""
+SOUTHEAST_ASIAN_SCRIPTS = "\u0e00-\u0e7f\u0e80-\u0eff\u1000-\u109f\u1780-\u17ff"
+"""Thai, Lao, Myanmar and Khmer: also written without spaces between words."""
+HANGUL_SYLLABLES = "\uac00-\ud7af"
+"""Korean is spaced, but like Han each syllable carries more than a letter (language identification)."""
+NO_SPACE_SCRIPTS = CJK_CHARACTERS + SOUTHEAST_ASIAN_SCRIPTS
+"""Scripts written without spaces between words: the tokeniser makes one token per character."""
+
+_LETTERS = rf"(?:(?![{NO_SPACE_SCRIPTS}])[^\W_])+"  # letters/digits of a spaced script
 _WORD = re.compile(
-    rf"[{_NO_SPACE_RANGES}]"  # a character of a no-space script
+    rf"[{NO_SPACE_SCRIPTS}]"  # a character of a no-space script
     r"|\d+(?:[.,]\d+)*"  # a number, with decimal or thousands separators
     rf"|{_LETTERS}(?:['’\-]{_LETTERS})*"  # a word; inner hyphens and apostrophes kept
     r"|[^\w\s]|_",  # any other single symbol
 )
 _WHITESPACE_TOKEN = re.compile(r"\S+")
-_NO_SPACE_CHAR = re.compile(rf"[{_NO_SPACE_RANGES}]")
+_NO_SPACE_CHAR = re.compile(rf"[{NO_SPACE_SCRIPTS}]")
 
 
 def tokenize(text: str, lang: str | None = None, pretokenized: bool = False) -> list[tuple[int, int]]:
@@ -48,8 +56,13 @@ def tokenize(text: str, lang: str | None = None, pretokenized: bool = False) -> 
     return [(m.start(), m.end()) for m in pattern.finditer(text)]
 
 
-def tokenize_words(text: str, lang: str | None = None, pretokenized: bool = False) -> list[str]:
-    return [text[s:e] for s, e in tokenize(text, lang, pretokenized)]
+def primary_subtag(lang: str) -> str:
+    """The primary language subtag of a BCP-47 tag, lower-cased: ``zh-Hans`` -> ``zh``, ``pt_BR`` -> ``pt``.
+
+    Language-specific rules (prompt notes, no-space languages, BenchIE's Chinese scoring) key on the
+    language, not on its script or region; ``_`` is accepted because locale names use it.
+    """
+    return re.split(r"[-_]", lang.strip(), maxsplit=1)[0].lower()
 
 
 def is_no_space_script(text: str) -> bool:

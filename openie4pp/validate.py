@@ -26,6 +26,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from openie4pp.errors import UsageError
 from openie4pp.jsonl import is_torn, iter_raw_lines, rejections_for
 from openie4pp.schema import Record, Rejection, RejectionReason
 from openie4pp.shards import MANIFEST, REJECTED, shard_files
@@ -143,8 +144,6 @@ def open_rejected_file(
     folder, nor lie inside (or be) a path being validated: it would truncate a shard folder's own
     ``rejected.jsonl`` or be read back while it is written.
     """
-    from openie4pp.errors import UsageError
-
     if target is None:
         yield None
         return

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from annotate_responder import PHRASES, TRANSLATIONS, Outcome, annotate_args, write_jsonl
 from fake_openai_server import FakeServerProcess, spawn
 
-from openie4pp.cli import main
+from openie4pp.app.cli import main
 from openie4pp.schema import Record, RejectionReason, sentence_id_for
 from openie4pp.validate import validate_paths
 
@@ -84,7 +84,7 @@ def test_resume_after_sigkill_repeats_at_most_the_requests_in_flight(
     command = [
         sys.executable,
         "-m",
-        "openie4pp.cli",
+        "openie4pp.app.cli",
         *annotate_args(server, source, out, "--lang", "en", "--concurrency", str(concurrency)),
     ]
     server.set_script([], latency_ms=100)  # 2 requests per item: about 3 s for the whole run
@@ -356,7 +356,7 @@ def test_api_key_reaches_the_server_but_nothing_else(tmp_path: Path) -> None:
             [
                 sys.executable,
                 "-m",
-                "openie4pp.cli",
+                "openie4pp.app.cli",
                 "annotate",
                 "--input",
                 str(source),

@@ -53,7 +53,7 @@ def annotate(source: Path, out: Path, *extra: str) -> tuple[dict[str, Any], floa
     command = [
         sys.executable,
         "-m",
-        "openie4pp.cli",
+        "openie4pp.app.cli",
         "annotate",
         "--input",
         str(source),

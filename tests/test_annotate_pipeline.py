@@ -26,11 +26,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from annotate_responder import Outcome
 from fake_openai_server import FakeServerProcess
+
 from openie4pp.annotate.backends import CachedBackend, OpenAICompatBackend
 from openie4pp.annotate.inputs import read_inputs
 from openie4pp.annotate.pipeline import Pipeline, PipelineConfig
-
-from openie4pp.cli import main
+from openie4pp.app.cli import main
 from openie4pp.schema import Record, RejectionReason
 from openie4pp.validate import validate_paths
 

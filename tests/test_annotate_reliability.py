@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from annotate_responder import ALWAYS_UNTRANSLATED, Outcome, annotate_args, write_jsonl
 from fake_openai_server import FakeServerProcess
 
-from openie4pp.cli import main
+from openie4pp.app.cli import main
 from openie4pp.shards import ShardWriter
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -257,7 +257,7 @@ def test_a_bug_is_internal_error_and_not_final(
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from openie4pp.annotate import pipeline as pipeline_module
+    from openie4pp.annotate import annotator as annotator_module
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise KeyError("a bug")
@@ -265,7 +265,7 @@ def test_a_bug_is_internal_error_and_not_final(
     out = tmp_path / "out"
     source = write_jsonl(tmp_path / "in.jsonl", sentences(2))
     with monkeypatch.context() as patch:
-        patch.setattr(pipeline_module, "ground_candidates", broken)
+        patch.setattr(annotator_module, "ground_candidates", broken)
         code, _, _ = run(annotate_args(server, source, out), capsys)
     assert code == 1
     final = Outcome(out).final
@@ -614,7 +614,7 @@ def test_sigint_and_sigterm_exit_130_and_the_rerun_finishes(
     command = [
         sys.executable,
         "-m",
-        "openie4pp.cli",
+        "openie4pp.app.cli",
         *annotate_args(server, source, out, "--concurrency", "4"),
     ]
     server.set_script([], latency_ms=100)

@@ -18,10 +18,10 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fake_openai_server import FakeServerProcess, spawn
+
 from openie4pp.annotate.backends import OpenAICompatBackend
 from openie4pp.annotate.backends.local_server import free_port
 from openie4pp.annotate.llm import ChatRequest, ChatResponse, Message, RequestFailed
-
 from openie4pp.errors import EndpointsDown, UsageError
 from openie4pp.redact import looks_secret, redact_url, redactor, scrub_config
 
@@ -114,7 +114,7 @@ def test_query_secret_is_in_no_file_the_run_writes(server: FakeServerProcess, tm
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """End to end: manifest.json (the build config has the endpoint) and rejected.jsonl (a server
     that quotes the request path in its error) never hold the query's secret."""
-    from openie4pp.cli import main
+    from openie4pp.app.cli import main
 
     rows = [{"id": "ok", "lang": "en", "text": "Worker0 repairs old bicycles."},
             {"id": "echo", "lang": "en", "text": "The server echoes the path back."}]
@@ -152,7 +152,6 @@ def test_oversized_answer_is_a_failure_not_a_memory_hog(http_client: str, plain:
     assert "answer larger than 1048576 bytes" in big.detail and f"127.0.0.1:{plain.port}" in big.detail
     assert sum(r["last_user"].startswith("big") for r in plain.requests()) == 1  # not retried
     assert time.monotonic() - start < 3
-    assert not b.endpoint_stats()[0]["benched"]
 
 
 def test_oversized_error_body_is_not_read_either(http_client: str, plain: FakeServerProcess) -> None:
@@ -197,7 +196,6 @@ def test_poison_request_does_not_bench_the_only_endpoint(http_client: str, plain
     assert isinstance(poison, RequestFailed) and poison.status == 500 and poison.retries == 5
     assert sum(len(lane) for lane in lanes) == 12
     assert elapsed < 2.5  # 3 x 0.2 s of work; a bench would add 5 s
-    assert not b.endpoint_stats()[0]["benched"]
 
 
 def test_an_endpoint_failing_most_requests_is_benched(plain: FakeServerProcess) -> None:
@@ -216,8 +214,7 @@ def test_an_endpoint_failing_most_requests_is_benched(plain: FakeServerProcess) 
 
         responses = asyncio.run(scenario())
         assert {r.endpoint for r in responses} == {f"127.0.0.1:{live.port}"}
-        assert len(dead.requests()) == 3
-        assert {s["endpoint"]: s["benched"] for s in b.endpoint_stats()}[f"127.0.0.1:{dead.port}"]
+        assert len(dead.requests()) == 3  # benched after 3 failed requests: the other 9 never reach it
     finally:
         live.stop()
 

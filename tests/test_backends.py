@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import itertools
 
 from fake_openai_server import FakeServerProcess, spawn
+
 from openie4pp.annotate.backends import (
     CachedBackend,
     LimitedBackend,
@@ -35,7 +36,6 @@ from openie4pp.annotate.backends import (
 from openie4pp.annotate.backends.local_server import free_port
 from openie4pp.annotate.backends.openai_compat import parse_retry_after
 from openie4pp.annotate.llm import Backend, ChatRequest, ChatResponse, Message, RequestFailed
-
 from openie4pp.errors import RunProblems, UsageError
 
 SCHEMA = {"type": "object", "properties": {"triples": {"type": "array", "items": {"type": "string"}}},
@@ -285,9 +285,6 @@ def test_dead_endpoint_is_benched_and_the_other_serves(http_client: str, server:
     assert time.monotonic() - start < 3
     assert {r.endpoint for r in responses} == {f"127.0.0.1:{server.port}"}
     assert len(server.requests()) == 10
-    stats = {s["endpoint"]: s for s in b.endpoint_stats()}
-    dead_stats = stats[dead.split("//")[1].split("/")[0]]
-    assert dead_stats["benched"] and dead_stats["served"] == 0
     assert sum(r.retries for r in responses) == 2  # two failovers, then the bench keeps it out
 
 
@@ -302,7 +299,6 @@ def test_all_endpoints_benched_waits_for_the_first_back(server: FakeServerProces
             for text in ("bad 1", "bad 2"):
                 with pytest.raises(RequestFailed):
                     await b.complete(request(text))
-            assert b.endpoint_stats()[0]["benched"]
             start = time.monotonic()
             return await b.complete(request()), time.monotonic() - start
         finally:
@@ -415,16 +411,16 @@ def test_cache_hit_costs_no_request_and_persists(server: FakeServerProcess, tmp_
         finally:
             await cached.aclose()
 
-    first, second, cached = run(scenario())
+    first, second, _ = run(scenario())
     assert not first.cached and second.cached and second.content == first.content
     assert second.prompt_tokens == first.prompt_tokens and second.structured == "json_schema"
-    assert (cached.hits, cached.misses) == (1, 1) and len(server.requests()) == 1
+    assert len(server.requests()) == 1
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
     reopened = CachedBackend(backend(server), path)
     (third,) = run(ask(reopened, request()))
-    assert third.cached and reopened.hits == 1 and len(server.requests()) == 1
+    assert third.cached and len(server.requests()) == 1
 
 
 def test_cache_coalesces_concurrent_identical_requests(server: FakeServerProcess, tmp_path: Path) -> None:
@@ -432,7 +428,7 @@ def test_cache_coalesces_concurrent_identical_requests(server: FakeServerProcess
     cached = CachedBackend(backend(server), tmp_path / "c.sqlite")
     responses = run(ask(cached, *([request()] * 5), request("different")))
     assert len(server.requests()) == 2
-    assert sum(not r.cached for r in responses) == 2 and cached.misses == 2 and cached.hits == 4
+    assert sum(not r.cached for r in responses) == 2 and sum(r.cached for r in responses) == 4
 
 
 def test_cache_forget_and_failures_not_cached(server: FakeServerProcess, tmp_path: Path) -> None:

@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from annotate_responder import Outcome, annotate_args, write_jsonl
 from fake_openai_server import FakeServerProcess
+
 from openie4pp.annotate.canaries import (
     CANARY_PREFIX,
     CANARY_SOURCES,
@@ -36,8 +37,7 @@ from openie4pp.annotate.canaries import (
     overlap,
     subset_gold,
 )
-
-from openie4pp.cli import main
+from openie4pp.app.cli import main
 from openie4pp.eval.run import evaluate
 from openie4pp.schema import Record
 from openie4pp.validate import validate_paths
@@ -435,17 +435,18 @@ def test_project_mode_canaries_skip_the_translation_and_are_never_written(
 
 def test_resolve_canaries_defaults() -> None:
     from openie4pp.annotate.canaries import DEFAULT_PER_LANG
-    from openie4pp.annotate.run import resolve_canaries
-
-    from openie4pp.cli import build_parser
+    from openie4pp.annotate.runner import resolve_canaries
+    from openie4pp.app.annotate_command import config_from_args
+    from openie4pp.app.cli import build_parser
 
     def resolved(*extra: str, endpoint: str = "http://127.0.0.1:9/v1") -> list[Canary]:
         args = build_parser().parse_args(annotate_args(endpoint, "in.jsonl", "out", *extra))
-        return list(resolve_canaries(args))
+        return list(resolve_canaries(config_from_args(args)))
 
     remote = resolved("--canaries", "auto")
     assert len(remote) == DEFAULT_PER_LANG * 5
-    assert [c.lang for c in remote][::DEFAULT_PER_LANG] == ["en", "de", "zh", "es", "pt"]
+    # in the order of the benchmark registry (openie4pp.benchmarks), where canaries are defined
+    assert [c.lang for c in remote][::DEFAULT_PER_LANG] == ["en", "es", "pt", "zh", "de"]
     assert resolved("--canaries", "auto", endpoint="local") == []  # each costs seconds on a CPU
     assert resolved("--canaries", "0") == []
     two = resolved("--canaries", "2", "--canary-langs", "de, en")

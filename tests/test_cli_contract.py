@@ -9,6 +9,7 @@ does right; this table makes sure no failure path of any of them prints a traceb
 
 from __future__ import annotations
 
+import argparse
 import json
 import socket
 import subprocess
@@ -23,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fake_openai_server import FakeServerProcess
 
-from openie4pp.cli import main
+from openie4pp.app.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
 CARB = "Tom sells old books .\tsells\tTom\told books\nAnna reads poems .\treads\tAnna\tpoems\n"
@@ -288,7 +289,7 @@ def test_every_failure_is_one_line_with_its_exit_code(
 
 def run_cli(*args: str, **kwargs: Any) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "openie4pp.cli", *args],
+        [sys.executable, "-m", "openie4pp.app.cli", *args],
         cwd=ROOT,
         capture_output=True,
         text=True,
@@ -307,16 +308,16 @@ def test_no_arguments_lists_the_commands_and_version_works() -> None:
 
 
 def test_help_shows_defaults_and_every_option_has_help() -> None:
-    from openie4pp.cli import build_parser
+    from openie4pp.app.cli import build_parser
 
     parser = build_parser()
-    subparsers = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
-    for name, sub in subparsers.choices.items():  # type: ignore[attr-defined]
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for name, sub in subparsers.choices.items():
         for action in sub._actions:
             if action.dest in ("help",) or action.help == "==SUPPRESS==":
                 continue
             assert action.help, f"openie4pp {name}: {action.option_strings or action.dest} has no help text"
-    annotate_help = subparsers.choices["annotate"].format_help()  # type: ignore[attr-defined]
+    annotate_help = subparsers.choices["annotate"].format_help()
     assert "(default: 16)" in annotate_help and "(default: None)" not in annotate_help
 
 

@@ -16,12 +16,12 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from fake_openai_server import FakeOpenAIServer, FakeServerProcess, spawn
+
 from openie4pp.annotate.backends import OpenAICompatBackend
 from openie4pp.annotate.constraints import build_constraint
 from openie4pp.annotate.contract import ExtractionAnswer
 from openie4pp.annotate.llm import ChatRequest, ChatResponse, Message, RequestFailed
-
-from openie4pp.cli import main
+from openie4pp.app.cli import main
 from openie4pp.errors import UsageError
 from openie4pp.schema import Sentence
 
@@ -65,12 +65,11 @@ def log(server: FakeServerProcess) -> list[tuple[str, list[str], str | None, int
 
 def test_accepted_grammar_is_sent_without_response_format(http_client: str,
                                                            server: FakeServerProcess) -> None:
-    (resp,), backend = complete_all(server.base_url, http_client, request("one"))
+    (resp,), _ = complete_all(server.base_url, http_client, request("one"))
     assert resp.constraint == "grammar" and resp.structured == "none"
     assert log(server) == [("one", ["grammar"], None, 200)]
     # the grammar fixes the shape: the schema's ~400 tokens are not added to the prompt
     assert '"triples"' not in server.requests()[0]["last_user_tail"]
-    assert backend.endpoint_stats()[0]["constraint"] == "grammar"
 
 
 def test_request_without_constraint_is_unchanged(http_client: str, server: FakeServerProcess) -> None:
@@ -82,11 +81,11 @@ def test_request_without_constraint_is_unchanged(http_client: str, server: FakeS
 
 def test_rejected_grammar_steps_down_and_is_remembered(http_client: str, server: FakeServerProcess) -> None:
     server.set_script([{"match": "*", "fault": {"reject_field": "grammar"}}])
-    (first, second), backend = complete_all(server.base_url, http_client, request("one"), request("two"))
+    (first, second), _ = complete_all(server.base_url, http_client, request("one"), request("two"))
     assert first.constraint == second.constraint == "structured_outputs" and first.retries == 0
+    # remembered: "two" goes straight to the kind that works
     assert log(server) == [("one", ["grammar"], None, 400), ("one", ["structured_outputs"], None, 200),
                            ("two", ["structured_outputs"], None, 200)]
-    assert backend.endpoint_stats()[0]["constraint"] == "structured_outputs"
 
 
 @pytest.mark.parametrize("status", [400, 422])
@@ -108,12 +107,12 @@ def test_no_enum_for_a_long_sentence_and_a_rejected_enum_fall_to_none(http_clien
     rules = [{"match": "*", "fault": {"reject_field": field}}
              for field in ("grammar", "structured_outputs", "guided_grammar")]
     server.set_script([*rules, {"match": "*", "fault": {"reject_response_format": "json_schema"}}])
-    (short, long), backend = complete_all(server.base_url, http_client, request("short"),
-                                          request("long", LONG))
+    (short, long, again), _ = complete_all(server.base_url, http_client, request("short"),
+                                           request("long", LONG), request("again"))
     # the enum kind was rejected (with json_schema itself): none, then the usual json_object
     assert short.constraint == "none" and short.structured == "json_object"
-    assert long.constraint == "none"
-    assert backend.endpoint_stats()[0]["constraint"] == "none"
+    assert long.constraint == again.constraint == "none"
+    assert log(server)[-1] == ("again", [], "json_object", 200)  # remembered: nothing is tried again
 
 
 def test_llama_cpp_style_500_quoting_the_field_steps_down(http_client: str,
@@ -138,11 +137,13 @@ def test_an_endpoint_that_ignores_the_grammar_steps_down(http_client: str) -> No
                                         "object": "France", "extra": []}]})
 
     with FakeOpenAIServer(responder=respond) as fake:
-        (first, second), backend = complete_all(fake.base_url, http_client, request("one"), request("two"))
+        (first, second, third), _ = complete_all(fake.base_url, http_client, request("one"), request("two"),
+                                                 request("three"))
         assert first.constraint == "none"  # it was sent, but not obeyed
         assert second.constraint == "none"  # structured_outputs ignored as well
-        assert [r["constraint_fields"] for r in fake.requests()] == [["grammar"], ["structured_outputs"]]
-        assert backend.endpoint_stats()[0]["constraint"] == "guided_grammar"
+        assert third.constraint == "none"  # and guided_grammar, the next kind down
+        assert [r["constraint_fields"] for r in fake.requests()] == [["grammar"], ["structured_outputs"],
+                                                                     ["guided_grammar"]]
 
 
 def test_the_constraint_is_part_of_the_cache_key() -> None:
@@ -187,14 +188,14 @@ def test_cli_constrain_spans_extract_and_project(llm_server: FakeServerProcess, 
                for line in path.read_text(encoding="utf-8").splitlines()]
     assert len(records) == 3 and {r["provenance"]["constraint"] for r in records} == {"grammar"}
     manifest = json.loads((tmp_path / "on" / "manifest.json").read_text(encoding="utf-8"))
-    assert manifest["build_config"]["constrain"] == "spans"
+    assert manifest["build_config"]["pipeline"]["constrain"] == "spans"
 
     llm_server.reset()
     stats = _annotate(llm_server, source, tmp_path / "off")
     assert "span_constraint" not in stats  # the default run's stats.json and manifest are as before
     assert all(r["constraint_fields"] == [] for r in llm_server.requests())
     manifest = json.loads((tmp_path / "off" / "manifest.json").read_text(encoding="utf-8"))
-    assert "constrain" not in manifest["build_config"]
+    assert manifest["build_config"]["pipeline"]["constrain"] == "none"  # auto, for an endpoint URL
 
     project = tmp_path / "project.jsonl"
     project.write_text(json.dumps({"id": "p", "lang": "en", "text": "The cat sleeps on the sofa.",

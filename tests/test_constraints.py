@@ -10,17 +10,8 @@ import statistics
 import time
 
 import pytest
-from openie4pp.annotate.constraints import (
-    MAX_EXTRAS,
-    MAX_SPAN_TOKENS,
-    MAX_TRIPLES,
-    build_constraint,
-    enum_schema,
-    gbnf_grammar,
-    json_string_body,
-    span_regex,
-    spans,
-)
+
+from openie4pp.annotate.constraints import build_constraint
 from openie4pp.annotate.contract import (
     ExtractionAnswer,
     ProjectionAnswer,
@@ -28,7 +19,16 @@ from openie4pp.annotate.contract import (
     VerificationAnswer,
     parse_answer,
 )
-
+from openie4pp.annotate.span_encodings import (
+    MAX_EXTRAS,
+    MAX_SPAN_TOKENS,
+    MAX_TRIPLES,
+    enum_schema,
+    gbnf_grammar,
+    json_string_body,
+    span_regex,
+    spans,
+)
 from openie4pp.errors import UsageError
 from openie4pp.formats.registry import convert
 from openie4pp.grounding import Grounded, ground
@@ -300,9 +300,8 @@ def test_every_span_grounds_through_the_pipelines_normalisation_in_pretokenised_
     the period off "George Bluth Sr." — a span of the pre-tokenised Re-OIE2016 sentence, whose
     token is "Sr." — so an answer the grammar allowed was rejected as ungrounded (partial_token).
     Every span the constraint allows must survive the pipeline's own grounding, not only ``ground``."""
-    from openie4pp.annotate.contract import Triple
+    from openie4pp.annotate.contract import AnswerTriple
     from openie4pp.annotate.stage2 import ground_triple
-
     from openie4pp.schema import Extraction
 
     text = ("George Bluth Sr. , patriarca de la familia Bluth , es el fundador y ex CEO de la Compañía "
@@ -316,7 +315,8 @@ def test_every_span_grounds_through_the_pipelines_normalisation_in_pretokenised_
         subject = sentence.span_text(start, end)
         if not any(c.isalnum() for c in subject):
             continue  # punctuation alone is not an argument
-        result = ground_triple(sentence, Triple(subject=subject, relation=relation, object="", extra=[]))
+        triple = AnswerTriple(subject=subject, relation=relation, object="", extra=[])
+        result = ground_triple(sentence, triple)
         if not isinstance(result, Extraction):
             failures.append((subject, result))
     assert failures == []

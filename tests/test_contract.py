@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import pytest
+
 from openie4pp.annotate.contract import (
     RESPONSE_MODELS,
     AnswerInvalid,
+    AnswerTriple,
     ExtractionAnswer,
     ProjectionAnswer,
     TranslationAnswer,
-    Triple,
     Verdict,
     VerificationAnswer,
     parse_answer,
@@ -21,7 +22,7 @@ CLEAN = (
     '"extra": ["in 1903"]}]}'
 )
 EXPECTED = ExtractionAnswer(
-    triples=[Triple(subject="Marie Curie", relation="won", object="the Nobel Prize", extra=["in 1903"])]
+    triples=[AnswerTriple(subject="Marie Curie", relation="won", object="the Nobel Prize", extra=["in 1903"])]
 )
 
 
@@ -69,8 +70,8 @@ def test_lenient_forms() -> None:
         '"score": 0.9}, {"subject": "X", "relation": "died", "object": null, "extra": "in 2001"}]}',
         ExtractionAnswer,
     )
-    assert answer.triples[0] == Triple(subject="X", relation="founded in", object="1998")
-    assert answer.triples[1] == Triple(subject="X", relation="died", object="", extra=["in 2001"])
+    assert answer.triples[0] == AnswerTriple(subject="X", relation="founded in", object="1998")
+    assert answer.triples[1] == AnswerTriple(subject="X", relation="died", object="", extra=["in 2001"])
     assert (
         parse_answer(
             '{"triples": [{"subject": "Pittsburgh\'s", "relation": "r", "object": ""}]}', ProjectionAnswer
@@ -90,7 +91,8 @@ def test_verification_answers() -> None:
     )
     assert [v.verdict for v in answer.verdicts] == ["accept", "fix", "reject"]
     assert answer.verdicts[1] == Verdict(
-        index=1, verdict="fix", reason="date in extra", fixed=Triple(subject="a", relation="b", object="c")
+        index=1, verdict="fix", reason="date in extra",
+        fixed=AnswerTriple(subject="a", relation="b", object="c"),
     )
     assert "'fix' verdict needs the corrected triple" in invalid(
         '[{"index": 0, "verdict": "fix"}]', VerificationAnswer
@@ -149,11 +151,15 @@ def test_models_are_small_and_described() -> None:
         "ProjectionAnswer",
         "VerificationAnswer",
     }
-    for model in (ExtractionAnswer, TranslationAnswer, ProjectionAnswer, VerificationAnswer, Triple, Verdict):
+    models = (ExtractionAnswer, TranslationAnswer, ProjectionAnswer, VerificationAnswer, AnswerTriple,
+              Verdict)
+    for model in models:
         for name, field in model.model_fields.items():
             assert field.description, f"{model.__name__}.{name} has no description"
-    assert [n for n, f in Triple.model_fields.items() if f.is_required()] == ["subject", "relation", "object"]
+    required = [n for n, f in AnswerTriple.model_fields.items() if f.is_required()]
+    assert required == ["subject", "relation", "object"]
     schema = VerificationAnswer.model_json_schema()
+    # the schema keeps the wire name "Triple" (hashed into every prompt version), whatever the class is called
     assert schema["required"] == ["verdicts"] and "Triple" in schema["$defs"]
     assert {
         m.schema_name for m in (ExtractionAnswer, TranslationAnswer, ProjectionAnswer, VerificationAnswer)

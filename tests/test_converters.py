@@ -364,22 +364,6 @@ def test_benchie_slots(raw: str, full: str, minimal: str) -> None:
     assert slot.variants()[0] == full and slot.variants()[-1] == minimal
 
 
-def test_benchie_jsonl_round_trip(bench: Path, tmp_path: Path) -> None:
-    parsed = [s for s in benchie.parse_benchie(bench / "benchie/benchie_gold_annotations_zh.txt")]
-    sentences = [s for s in parsed if isinstance(s, benchie.BenchIESentence)]
-    path = tmp_path / "benchie_zh.jsonl"
-    assert benchie.write_benchie_jsonl(sentences, path) == 300
-    with path.open("a", encoding="utf-8") as handle:
-        handle.write("{not json\n")
-        handle.write(json.dumps({**sentences[0].model_dump(mode="json"), "lang": "xx-nonsense-1"}) + "\n")
-    back = list(benchie.read_benchie_jsonl(path))
-    assert back[:300] == sentences
-    assert [(r.line, r.reason) for r in back[300:] if isinstance(r, Rejection)] == [
-        (301, RejectionReason.malformed_json),
-        (302, RejectionReason.schema_invalid),
-    ]
-
-
 def test_benchie_bad_input(tmp_path: Path) -> None:
     path = _write(
         tmp_path,

@@ -24,10 +24,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
+from openie4pp.errors import ModelIntegrityError, UsageError  # noqa: E402
 from openie4pp.train import embedded_encoder as ee  # noqa: E402
 from openie4pp.train.word_encoding import encode_words, joined, label_positions, share_pieces  # noqa: E402
-
-from openie4pp.errors import ModelIntegrityError, UsageError  # noqa: E402
 
 H, LAYERS, HEADS, FF, VOCAB, MAXPOS, TYPES = 32, 2, 2, 64, 16, 24, 2
 PIECES = ["<s>", "<pad>", "</s>", "<unk>", "\u2581", "a", "b", "\u2581a", "\u2581b", ".", "猫", "在",
@@ -216,11 +215,11 @@ def test_converted_folder_loads_as_bert_with_the_dequantized_weights(fake_packag
 
 
 def test_tagger_molora_and_extraction_work_on_the_converted_encoder(fake_packages: dict[str, Any]) -> None:
-    from openie4pp.train.extract import Extractor
-    from openie4pp.train.model import Multi2OIEModel
     from transformers import AutoTokenizer
 
     from openie4pp.schema import Sentence
+    from openie4pp.train.extract import Extractor
+    from openie4pp.train.model import Multi2OIEModel
 
     folder = ee.encoder_folder("tiny-e5", folder=fake_packages["cache"])
     torch.manual_seed(0)
@@ -334,7 +333,7 @@ def test_words_sharing_a_piece_continue_its_chunk() -> None:
 
 
 def test_wordpiece_encoding_is_what_the_tokenizer_gives() -> None:
-    from test_train_data import tiny_tokenizer
+    from helpers import tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     words = [["the", "cat", "sat"], ["a", "dog"]]

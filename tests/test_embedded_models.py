@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
+
 from openie4pp.annotate.backends import embedded_models as em
 from openie4pp.annotate.backends.embedded_models import (
     DEFAULT_MODEL,
@@ -30,7 +31,6 @@ from openie4pp.annotate.backends.embedded_models import (
     part_paths,
     resolve_model,
 )
-
 from openie4pp.errors import EXIT_USAGE, OpenIE4ppError, UsageError
 
 PART_BYTES = (b"GGUF\x03\x00part-one-" * 7, b"\x00\x01\x02second part\xff" * 5, b"tail!" * 11)

@@ -12,14 +12,17 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from openie4pp.train.data import load_records, word_starts  # noqa: E402
-from openie4pp.train.extract import Extractor, read_sentences  # noqa: E402
-from test_train_data import TRAIN_SOURCES, tiny_tokenizer  # noqa: E402
-from test_train_recipe import trained_run  # noqa: E402
+from helpers import (  # noqa: E402
+    TRAIN_SOURCES,
+    tiny_tokenizer,
+    trained_run,
+)
 
-from openie4pp.cli import main  # noqa: E402
+from openie4pp.app.cli import main  # noqa: E402
 from openie4pp.labels import ARG_O, record_to_examples  # noqa: E402
 from openie4pp.schema import Record  # noqa: E402
+from openie4pp.train.data import load_records, word_starts  # noqa: E402
+from openie4pp.train.extract import Extractor, read_sentences  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -20,13 +20,13 @@ if TYPE_CHECKING:
 else:
     torch = pytest.importorskip("torch")
 
-from openie4pp.train import extract as extract_module
-from openie4pp.train.extract import Extractor, read_sentences, write_records
-from test_train_data import tiny_tokenizer
+from helpers import tiny_tokenizer
 
-from openie4pp.cli import build_parser, main
+from openie4pp.app.cli import build_parser, main
 from openie4pp.labels import ARG_O, PRED_O, span_tags, tags_to_extraction
 from openie4pp.schema import Provenance, Record, Sentence, Source
+from openie4pp.train import extract as extract_module
+from openie4pp.train.extract import Extractor, read_sentences, write_records
 
 
 class NoPredicates(torch.nn.Module):
@@ -319,6 +319,81 @@ def test_every_extract_option_has_help() -> None:
     assert "--input-format" in extract.format_help() and "by its content" in extract.format_help()
 
 
-def test_the_module_keeps_its_public_names() -> None:
-    for name in ("Extractor", "add_arguments", "extract_main", "read_sentences", "write_records"):
+def test_the_modules_keep_their_public_names() -> None:
+    from openie4pp.app import extract_command
+
+    for name in ("Extractor", "read_sentences", "write_records", "word_tags"):
         assert hasattr(extract_module, name)
+    for name in ("add_arguments", "options_from_args", "main"):
+        assert hasattr(extract_command, name)
+
+
+def test_the_command_line_repeats_the_options_defaults_and_choices() -> None:
+    """The parser is built without importing the library (torch, pydantic): its literals must stay
+    those of :class:`ExtractOptions` and of the reader."""
+    from openie4pp.app import extract_command
+    from openie4pp.train.extract_io import INPUT_FORMATS, OUTPUT_FORMATS
+    from openie4pp.train.extract_options import ExtractOptions
+
+    assert extract_command.INPUT_FORMATS == INPUT_FORMATS
+    assert extract_command.OUTPUT_FORMATS == OUTPUT_FORMATS
+    parser = argparse.ArgumentParser()
+    extract_command.add_arguments(parser)
+    defaults = vars(parser.parse_args(["--model", "m", "--input", "i"]))
+    options = extract_command.options_from_args(argparse.Namespace(**defaults))
+    built = ExtractOptions(model="m", input="i")
+    assert options == built and defaults["no_progress"] is not built.progress
+
+
+def test_options_name_the_first_bad_one_and_forbid_unknown_ones() -> None:
+    from openie4pp.errors import UsageError
+    from openie4pp.train.extract_options import ExtractOptions
+
+    with pytest.raises(UsageError, match=r"^--batch-size True: must be an integer >= 1$"):
+        ExtractOptions.build(model="m", input="i", batch_size=True)
+    with pytest.raises(UsageError, match=r"^--limit many: must be an integer >= 0$"):
+        ExtractOptions.build(model="m", input="i", limit="many")
+    with pytest.raises(UsageError, match=r"^--pretokenized: Input should be a valid boolean"):
+        ExtractOptions.build(model="m", input="i", pretokenized="perhaps")
+    with pytest.raises(UsageError, match="--shuffle"):
+        ExtractOptions.build(model="m", input="i", shuffle=True)
+    assert ExtractOptions.build(model="m", input="i", lang="EN", input_format="shards").lang == "en"
+    assert ExtractOptions.build(model="m", input="i", input_format="shards").input_format == "records"
+
+
+def test_extract_to_file_is_the_library_call(
+    tmp_path: Path, model_dir: Path, stub: SimpleNamespace
+) -> None:
+    from openie4pp.app.extract_command import options_from_args
+    from openie4pp.train.extract_job import extract_to_file
+
+    source, out = tmp_path / "in.txt", tmp_path / "out.jsonl"
+    source.write_text("The cat sat .\n" + "word " * 600 + "\nA dog ran .\n", encoding="utf-8")
+    args = build_parser().parse_args(["extract", "--model", str(model_dir), "--input", str(source),
+                                      "--out", str(out)])
+    warnings: list[str] = []
+    summary = extract_to_file(options_from_args(args), warn=warnings.append)
+    assert (summary.sentences, summary.extractions, summary.skipped, summary.out) == (2, 0, 1, str(out))
+    skipped = "1 skipped: 1 longer than --max-chars 2000"
+    assert summary.line() == f"2 sentences, 0 extractions -> {out} ({skipped})"
+    assert len(warnings) == 1 and warnings[0].startswith(f"{source}:2: sentence of 3000 characters")
+    assert texts(out) == ["The cat sat .", "A dog ran ."]
+
+
+def test_parquet_and_records_inputs_are_read_through_the_shared_reader(
+    tmp_path: Path, model_dir: Path, stub: SimpleNamespace
+) -> None:
+    pq = pytest.importorskip("pyarrow.parquet")
+    pa = pytest.importorskip("pyarrow")
+    table = tmp_path / "in.parquet"
+    pq.write_table(pa.Table.from_pylist([{"text": "The cat sat .", "id": "c"}, {"text": ""}]), table)
+    from openie4pp.train.extract_io import ReadStats, iter_sentences
+
+    stats, problems = ReadStats(), []
+    found = list(iter_sentences(table, stats=stats, on_problem=lambda *p: problems.append(p)))
+    assert [(s.id, s.text) for s in found] == [("c", "The cat sat .")]
+    assert problems == [(f"{table}:2", "field 'text': empty sentence")]
+    out = tmp_path / "out.jsonl"
+    assert run(model_dir, table, out=out) == 0
+    assert run(model_dir, out, "--input-format", "records", out=tmp_path / "again.jsonl") == 0
+    assert texts(tmp_path / "again.jsonl") == ["The cat sat ."]

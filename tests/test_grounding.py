@@ -6,7 +6,7 @@ import pytest
 
 from openie4pp.grounding import Grounded, GroundingFailure, NotGrounded, SentenceIndex, ground
 from openie4pp.schema import Sentence
-from openie4pp.text import normalize, tokenize_words
+from openie4pp.text import normalize, tokenize
 
 
 def grounded(sentence: Sentence, phrase: str, **kw: int) -> Grounded:
@@ -99,6 +99,10 @@ def test_full_width_forms_fold_to_ascii() -> None:
     ja = Sentence.from_text("ＡＢＣ社は２０２０年に設立された。", "ja")
     assert grounded(ja, "ABC社").text == "ＡＢＣ社"
     assert normalize("Ｈｅｌｌｏ，　“World”") == 'hello, "world"'
+
+
+def tokenize_words(text: str) -> list[str]:
+    return [text[start:end] for start, end in tokenize(text)]
 
 
 def test_tokeniser_keeps_numbers_and_hyphenated_words() -> None:

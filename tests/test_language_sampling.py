@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from openie4pp.train.batching import BucketBatchSampler
-from openie4pp.train.config import load_config
 
 from openie4pp.errors import UsageError
+from openie4pp.train.batching import BucketBatchSampler
+from openie4pp.train.config import load_config
 
 SIZES = {"en": 900, "de": 90, "zh": 10}
 LANGS = [lang for lang, size in SIZES.items() for _ in range(size)]
@@ -156,14 +156,14 @@ def test_config_rejects_a_bad_temperature(value: str) -> None:
 
 
 def test_config_default_and_a_valid_temperature() -> None:
-    assert load_config(None, [])["data"]["language_temperature"] == 1
-    assert load_config(None, ["data.language_temperature=100"])["data"]["language_temperature"] == 100.0
+    assert load_config(None, []).data.language_temperature == 1
+    assert load_config(None, ["data.language_temperature=100"]).data.language_temperature == 100.0
 
 
 def test_a_bad_temperature_stops_the_cli_before_training(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from openie4pp.cli import main
+    from openie4pp.app.cli import main
 
     assert main(["train", f"run_dir={tmp_path}", "data.language_temperature=0.5"]) == 2
     err = capsys.readouterr().err.strip()
@@ -180,8 +180,9 @@ def recipe() -> Any:
     pytest.importorskip("accelerate")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny models: threads only wait for each other (see test_train_recipe)
+    from helpers import overrides
+
     from openie4pp.train.recipe import train
-    from test_train_recipe import overrides
 
     def run(folder: Path, *extra: str) -> list[dict[str, Any]]:
         train(load_config(None, overrides(folder, "epochs=2", "log_every=5", *extra), stage=1))

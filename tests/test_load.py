@@ -10,11 +10,12 @@ import pytest
 import yaml
 
 # one record factory for the shard and load tests (tests/ is on sys.path under pytest)
-from test_shards import make_record
+from helpers import make_record
 
-from openie4pp.hf import dataset_card, features, load, record_from_row, split_name
+from openie4pp.hf import dataset_card, features, load, split_name
 from openie4pp.schema import (
     Provenance,
+    Record,
     Source,
     TokenUsage,
 )
@@ -47,7 +48,7 @@ def test_features_cover_every_field_of_a_full_record(tmp_path: Path) -> None:
     row = record.model_dump(mode="json")
     ds = datasets.Dataset.from_list([row], features=features())
     assert ds.features == features()
-    assert record_from_row(ds[0]) == record
+    assert Record.model_validate(ds[0]) == record
     extraction = features().arrow_schema.field("extractions").type.value_type
     assert extraction.field("predicate").type.field("span").type == pa.list_(pa.int64())
     assert extraction.field("arguments").type.value_type.field("span").type == pa.list_(pa.int64())
@@ -56,7 +57,8 @@ def test_features_cover_every_field_of_a_full_record(tmp_path: Path) -> None:
 def test_load_one_split_per_language(mixed_dir: Path, tmp_path: Path) -> None:
     loaded = load(mixed_dir, cache_dir=str(tmp_path))
     assert {name: len(split) for name, split in loaded.items()} == {"en": 7, "zh_Hans": 4}
-    assert [record_from_row(r) for r in loaded["zh_Hans"]] == [make_record(i, "zh-Hans") for i in range(4)]
+    expected = [make_record(i, "zh-Hans") for i in range(4)]
+    assert [Record.model_validate(r) for r in loaded["zh_Hans"]] == expected
     # ungrounded: [-1, -1] on disk, None in Python
     assert loaded["en"][0]["extractions"][0]["predicate"]["span"] == [-1, -1]
     assert loaded["zh_Hans"][0]["extractions"][0]["predicate"]["span"] == [4, 6]

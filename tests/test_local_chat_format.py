@@ -16,14 +16,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from openie4pp.annotate.backends.embedded_models import DEFAULT_MODEL, MODELS, installed, resolve_model
-from openie4pp.annotate.backends.local_server import (
+from openie4pp.annotate.backends.gguf import (
     GEMMA_CHAT_TEMPLATE,
-    LocalLlamaServer,
     gemma_tokenizer_config,
     gguf_metadata,
     needs_gemma_template,
 )
+from openie4pp.annotate.backends.local_server import LocalLlamaServer
 
 # -- a GGUF header, written from the spec ------------------------------------------------------
 
@@ -203,7 +204,7 @@ def test_the_prompt_cache_holds_a_few_states_of_this_model(tmp_path: Path) -> No
     """llama-cpp-python counts only a state's KV bytes against --cache_size (not the logits each
     state also copies), so the budget is sized from the model's KV width: CACHED_PROMPTS states of
     CACHED_PROMPT_TOKENS tokens. With its 2 GiB default a quickstart grew the server to 23 GB."""
-    from openie4pp.annotate.backends.local_server import (
+    from openie4pp.annotate.backends.gguf import (
         CACHED_PROMPT_TOKENS,
         CACHED_PROMPTS,
         prompt_cache_bytes,

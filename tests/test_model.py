@@ -10,11 +10,11 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 import torch.nn.functional as F  # noqa: E402
-from openie4pp.train.model import Multi2OIEConfig, Multi2OIEModel  # noqa: E402
-from openie4pp.train.moe_lora import MoLoRALinear  # noqa: E402
 from transformers import AutoModel, BertConfig, BertModel, XLMRobertaConfig  # noqa: E402
 
 from openie4pp.labels import ARG_LABELS, PRED_LABELS  # noqa: E402
+from openie4pp.train.model import Multi2OIEConfig, Multi2OIEModel  # noqa: E402
+from openie4pp.train.moe_lora import MoLoRALinear  # noqa: E402
 
 LANGS = ["en", "de", "zh"]
 HEADS = {"arg_layers": 2, "arg_ff_dim": 32}

@@ -10,6 +10,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from torch import nn  # noqa: E402
+from transformers import BertConfig  # noqa: E402
+
 from openie4pp.train.model import Multi2OIEModel  # noqa: E402
 from openie4pp.train.moe_lora import (  # noqa: E402
     MoLoRALinear,
@@ -21,8 +24,6 @@ from openie4pp.train.moe_lora import (  # noqa: E402
     save_experts,
     top_k_renormalise,
 )
-from torch import nn  # noqa: E402
-from transformers import BertConfig  # noqa: E402
 
 LANGS = ["en", "de", "zh"]
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import pytest
+
 from openie4pp.annotate.langid import UNDETERMINED, detect_language, is_language
 from openie4pp.annotate.normalize import normalize_phrase
-
 from openie4pp.grounding import Grounded, ground
 from openie4pp.schema import Sentence
 

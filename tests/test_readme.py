@@ -133,7 +133,7 @@ def _argv(command: str, servers: list[FakeServerProcess], encoder: Path) -> list
             ENDPOINTS[2]: servers[1].base_url}  # fmt: skip
     argv = [urls.get(a, a) for a in argv]
     if argv[0] == "train":
-        from test_train_recipe import SMALL_HEAD
+        from helpers import SMALL_HEAD
 
         argv += [f"encoder={encoder}", "max_steps=2", "batch_size=8", "data.max_length=48", "progress=false",
                  "moe.rank=4", *SMALL_HEAD]  # fmt: skip
@@ -153,9 +153,9 @@ def test_readme_commands_run(
     checkout: Path, servers: list[FakeServerProcess], monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:  # fmt: skip
-    from test_train_data import tiny_encoder
+    from helpers import tiny_encoder
 
-    from openie4pp.cli import main
+    from openie4pp.app.cli import main
 
     monkeypatch.chdir(checkout)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

@@ -14,20 +14,15 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from helpers import make_record
 
 from openie4pp import shards
 from openie4pp.jsonl import InvalidRecordError, TornLineWarning, iter_jsonl_lines
 from openie4pp.schema import (
     SCHEMA_VERSION,
-    Argument,
-    Element,
-    Extraction,
-    Provenance,
     Record,
     Rejection,
     RejectionReason,
-    Sentence,
-    Source,
 )
 from openie4pp.shards import (
     RejectionWriter,
@@ -36,31 +31,6 @@ from openie4pp.shards import (
     iter_records,
     scrub_config,
 )
-
-# (text template, arg0 span, predicate span, arg1 span) per language; zh is one token per character.
-_TEMPLATES = {
-    "en": ("Alice{i} visited Paris .", (0, 1), (1, 2), (2, 3)),
-    "zh-Hans": ("爱丽丝{i}访问了巴黎。", (0, 3), (4, 6), (7, 9)),
-}
-
-
-def make_record(i: int, lang: str = "en", grounded: bool = True) -> Record:
-    """A valid record; ``grounded=False`` gives a gold record whose spans are all null."""
-    template, subj, pred, obj = _TEMPLATES[lang]
-    sentence = Sentence.from_text(template.format(i=i), lang)
-
-    def text(span: tuple[int, int]) -> str:
-        return sentence.span_text(*span)
-
-    def where(span: tuple[int, int]) -> tuple[int, int] | None:
-        return span if grounded else None
-
-    extraction = Extraction(predicate=Element(text=text(pred), span=where(pred)),
-                            arguments=[Argument(role="arg0", text=text(subj), span=where(subj)),
-                                       Argument(role="arg1", text=text(obj), span=where(obj))])
-    source = Source.llm if grounded else Source.gold
-    provenance = Provenance(source=source, model="m")
-    return Record(sentence=sentence, extractions=[extraction], provenance=provenance)
 
 
 def line_bytes(record: Record) -> int:
@@ -289,7 +259,7 @@ def test_rejection_writer_resume(tmp_path: Path) -> None:
 # The child writes records forever (well, N) and prints each id once `write` has returned.
 _CHILD = """
 import sys, time
-from test_shards import make_record
+from helpers import make_record
 from openie4pp.shards import ShardWriter
 writer = ShardWriter(sys.argv[1], max_records=5, resume=True)
 for i in range(int(sys.argv[2])):

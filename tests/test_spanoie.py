@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from openie4pp import jsonstream
-from openie4pp.cli import main
+from openie4pp.app.cli import main
 from openie4pp.formats import spanoie, spanoie_export
 from openie4pp.formats.basic_tokens import basic_tokens
 from openie4pp.formats.registry import ConversionStats, convert

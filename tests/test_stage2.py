@@ -5,9 +5,9 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from openie4pp.annotate.contract import Triple
-from openie4pp.annotate.stage2 import ground_candidates, ground_triple, trim_overlaps
 
+from openie4pp.annotate.contract import AnswerTriple
+from openie4pp.annotate.stage2 import ground_candidates, ground_triple, trim_overlaps
 from openie4pp.schema import Extraction, RejectionReason, Sentence
 
 
@@ -53,14 +53,15 @@ def sentence(text: str, lang: str = "en") -> Sentence:
 
 def test_a_weak_models_copying_is_repaired_to_the_right_triple() -> None:
     paris = sentence("Paris is the capital of France.")
-    copied = Triple(subject="Paris", relation="is the capital of France", object="France")
+    copied = AnswerTriple(subject="Paris", relation="is the capital of France", object="France")
     result = ground_triple(paris, copied)
     assert isinstance(result, Extraction)
     assert result.binary() == ("Paris", "is the capital of", "France")
     assert result.predicate.span == (1, 5)
 
     anna = sentence("Anna drinks coffee.")
-    result = ground_triple(anna, Triple(subject="Anna drinks coffee", relation="drinks", object="coffee"))
+    triple = AnswerTriple(subject="Anna drinks coffee", relation="drinks", object="coffee")
+    result = ground_triple(anna, triple)
     assert isinstance(result, Extraction)
     assert result.binary() == ("Anna", "drinks", "coffee")
     for element in (result.predicate, *result.arguments):  # texts match their spans exactly
@@ -69,13 +70,13 @@ def test_a_weak_models_copying_is_repaired_to_the_right_triple() -> None:
 
 def test_untrimmable_overlaps_and_duplicates_after_trimming_are_rejected() -> None:
     rome = sentence("Rome is old.")
-    result = ground_triple(rome, Triple(subject="Rome is old", relation="is", object=""))
+    result = ground_triple(rome, AnswerTriple(subject="Rome is old", relation="is", object=""))
     assert not isinstance(result, Extraction)
     reason, detail = result
     assert reason is RejectionReason.overlapping_spans and "overlap" in detail
     # two proposals that trim to the same triple are one fact: the second is a duplicate
     candidates = ground_candidates(sentence("Anna drinks coffee."), [
-        Triple(subject="Anna", relation="drinks", object="coffee"),
-        Triple(subject="Anna drinks", relation="drinks", object="coffee"),
+        AnswerTriple(subject="Anna", relation="drinks", object="coffee"),
+        AnswerTriple(subject="Anna drinks", relation="drinks", object="coffee"),
     ])
     assert candidates[0].accepted and candidates[1].reason is RejectionReason.duplicate

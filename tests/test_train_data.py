@@ -1,27 +1,27 @@
 """Training data: records -> examples -> sub-word tensors (alignment, truncation, caching, batching).
 
-Also home of :func:`tiny_encoder`, the download-free encoder the training and extraction tests
-share: a WordPiece tokenizer trained with ``tokenizers`` on the test sentences, wrapped as a
-transformers fast tokenizer, plus a randomly initialised 2-layer BERT of width 32.
+The tiny encoder the training and extraction tests share is :func:`helpers.tiny_encoder`: a
+WordPiece tokenizer trained with ``tokenizers`` on the test sentences, wrapped as a transformers
+fast tokenizer, plus a randomly initialised 2-layer BERT of width 32.
 """
 
 from __future__ import annotations
 
-import functools
-import tempfile
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
+from helpers import TRAIN_SOURCES, tiny_tokenizer
+
+from openie4pp.labels import ARG_O, PRED_B, PRED_I, PRED_O
 from openie4pp.train.batching import BucketBatchSampler, Collator, bridge_gaps, subword_to_word
 from openie4pp.train.data import (
     IGNORE_INDEX,
+    DataSource,
     LoadStats,
-    Source,
     build_dataset,
     encode_examples,
     load_records,
@@ -29,66 +29,10 @@ from openie4pp.train.data import (
     word_starts,
 )
 
-from openie4pp.labels import ARG_O, PRED_B, PRED_I, PRED_O
-
-# The shared slice: 32 CaRB dev sentences (en), 16 Re-OIE2016 Spanish, 16 Portuguese.
-TRAIN_SOURCES: list[dict[str, Any]] = [
-    {"benchmark": "carb-dev", "limit": 32},
-    {"benchmark": "re-oie2016-es", "limit": 16},
-    {"benchmark": "re-oie2016-pt", "limit": 16},
-]
-
-
-@functools.lru_cache(maxsize=1)
-def tiny_encoder() -> Path:
-    """A folder with a tiny random BERT and a WordPiece tokenizer trained on the test corpus (built once
-    per test session; nothing is downloaded)."""
-    import transformers
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-
-    sentences = [r.sentence.text for r in load_records(TRAIN_SOURCES)]
-    sentences += [r.sentence.text for r in load_records([{"benchmark": "carb-dev", "limit": 100}])]
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=False)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.train_from_iterator(sentences, trainers.WordPieceTrainer(vocab_size=600, special_tokens=specials))
-    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]",
-        pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls), ("[SEP]", sep)],
-    )
-    tok.decoder = decoders.WordPiece()
-    tokenizer = transformers.BertTokenizerFast(tokenizer_object=tok, model_max_length=512)
-    config = transformers.BertConfig(
-        vocab_size=tok.get_vocab_size(),
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=128,
-    )
-    import torch
-
-    torch.manual_seed(0)
-    model = transformers.BertModel(config)
-    out = Path(tempfile.mkdtemp(prefix="openie4pp-tiny-bert-"))
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
-
-
-@functools.lru_cache(maxsize=1)
-def tiny_tokenizer() -> Any:
-    import transformers
-
-    return transformers.AutoTokenizer.from_pretrained(tiny_encoder())
-
 
 def test_examples_one_per_predicate_with_language() -> None:
     stats = LoadStats()
-    examples = records_to_examples(load_records(TRAIN_SOURCES, stats), stats)
+    examples = list(records_to_examples(load_records(TRAIN_SOURCES, stats), stats))
     assert stats.records == 64 and stats.examples == len(examples) > 64
     assert set(stats.langs) == {"en", "es", "pt"}
     first = examples[0]
@@ -163,8 +107,8 @@ def test_dataset_cache_and_filter(tmp_path: Path) -> None:
     assert all(any(mask) for mask in first["pred_mask"])  # truncated-away predicates were dropped
     assert len(first) < stats.examples  # (some CaRB predicates lie beyond 24 sub-words)
     assert max(first["length"]) <= 24
-    cached = list(tmp_path.glob("examples-*"))
-    assert len(cached) == 1
+    # datasets' own cache: the examples once (fingerprinted by the sources), encoded once per tokenizer
+    assert len(list(tmp_path.rglob("generator-*.arrow"))) == len(list(tmp_path.rglob("cache-encode-*"))) == 1
     second_stats = LoadStats()
     second = build_dataset(TRAIN_SOURCES, tokenizer, max_length=24, cache_dir=tmp_path, stats=second_stats)
     # served from the cache: nothing was read or labelled, the first run's counts come with it
@@ -172,7 +116,15 @@ def test_dataset_cache_and_filter(tmp_path: Path) -> None:
     assert (second_stats.records, second_stats.examples) == (stats.records, stats.examples)
     assert second[:] == first[:]
     build_dataset(TRAIN_SOURCES, tokenizer, max_length=32, cache_dir=tmp_path)
-    assert len(list(tmp_path.glob("examples-*"))) == 2  # another max_length, another cache entry
+    assert len(list(tmp_path.rglob("cache-encode-*"))) == 2  # another max_length, another encoding
+    assert len(list(tmp_path.rglob("generator-*.arrow"))) == 1  # of the same examples
+    changed = tmp_path / "train.jsonl"
+    changed.write_text(next(load_records(TRAIN_SOURCES)).model_dump_json() + "\n", encoding="utf-8")
+    assert len(build_dataset([str(changed)], tokenizer, max_length=24, cache_dir=tmp_path)) >= 1
+    changed.write_text(changed.read_text(encoding="utf-8") * 2, encoding="utf-8")  # a source file changed
+    again = LoadStats()
+    build_dataset([str(changed)], tokenizer, max_length=24, cache_dir=tmp_path, stats=again)
+    assert not again.cached and again.records == 2
 
 
 def test_bucketed_batches_are_deterministic_and_complete() -> None:
@@ -206,10 +158,10 @@ def test_collator_pads_and_maps_languages() -> None:
 
 
 def test_source_parsing(tmp_path: Path) -> None:
-    assert Source.parse("carb-dev").format == "carb"
-    assert Source.parse({"path": str(tmp_path), "limit": 3}).limit == 3
+    assert DataSource.parse("carb-dev").format == "carb"
+    assert DataSource.parse({"path": str(tmp_path), "limit": 3}).limit == 3
     with pytest.raises(ValueError, match="unknown data source keys"):
-        Source.parse({"path": "x", "colour": 1})
+        DataSource.parse({"path": "x", "colour": 1})
     with pytest.raises(FileNotFoundError):
         list(load_records([tmp_path / "missing.jsonl"]))
 

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from openie4pp.app.cli import main
+from openie4pp.errors import UsageError
 from openie4pp.train.config import load_config, parse_overrides
 from openie4pp.train.data import LoadStats, load_records
-
-from openie4pp.cli import main
-from openie4pp.errors import UsageError
 
 SMALL = [
     "data.max_length=64",
@@ -59,15 +59,15 @@ def write_jsonl(path: Path, good: int, bad: int) -> Path:
 
 def test_override_of_a_text_key_stays_text() -> None:
     cfg = load_config(None, ["run_dir=1e5", "encoder=1e-3", "eval.metric=auc"])
-    assert cfg["run_dir"] == "1e5" and cfg["encoder"] == "1e-3"
-    assert cfg["output_dir"] == str(Path("1e5") / "stage1")
+    assert cfg.run_dir == "1e5" and cfg.encoder == "1e-3"
+    assert cfg.output_dir == str(Path("1e5") / "stage1")
     assert parse_overrides(["run_dir=1e5", "output_dir=null", "epochs=3"]) == {
         "run_dir": "1e5",
         "output_dir": None,
         "epochs": 3,
     }
-    assert load_config(None, ["optim.lr=1e-4", "mixed_precision=no"])["optim"]["lr"] == 1e-4
-    assert load_config(None, ["mixed_precision=no"])["mixed_precision"] == "no"  # not YAML's False
+    assert load_config(None, ["optim.lr=1e-4", "mixed_precision=no"]).optim.lr == 1e-4
+    assert load_config(None, ["mixed_precision=no"]).mixed_precision == "no"  # not YAML's False
 
 
 @pytest.mark.parametrize(
@@ -177,8 +177,8 @@ def test_cli_config_errors_are_one_line_exit_2_before_any_work(
 def test_language_tags_are_canonical(tmp_path: Path) -> None:
     overrides = ["languages=[EN, es]", "moe.languages=[PT-br, en]", "data.train=[{path: x, lang: EN}]"]
     cfg = load_config(None, overrides)
-    assert cfg["languages"] == ["en", "es"] and cfg["moe"]["languages"] == ["pt-BR", "en"]
-    assert cfg["data"]["train"] == [{"path": "x", "lang": "en"}]
+    assert cfg.languages == ["en", "es"] and cfg.moe.languages == ["pt-BR", "en"]
+    assert cfg.data.train == [{"path": "x", "lang": "en"}]
     upper = json.loads(good_lines()[0])
     upper["sentence"]["lang"] = "EN"
     shard = tmp_path / "mixed.jsonl"
@@ -208,7 +208,7 @@ def test_rejections_are_counted_per_source_with_locations(tmp_path: Path) -> Non
 @pytest.fixture(scope="module")
 def encoder() -> Path:
     pytest.importorskip("torch")
-    from test_train_data import tiny_encoder
+    from helpers import tiny_encoder
 
     return tiny_encoder()
 
@@ -227,10 +227,10 @@ def test_too_many_rejected_lines_fail_before_training(
 
 def test_a_cached_dataset_keeps_its_rejections(encoder: Path, tmp_path: Path) -> None:
     """A rerun served from the dataset cache reports and checks the same rejected lines."""
-    from openie4pp.train.data import build_dataset
-    from test_train_data import tiny_tokenizer
+    from helpers import tiny_tokenizer
 
     from openie4pp.errors import RunProblems
+    from openie4pp.train.data import build_dataset
 
     data = write_jsonl(tmp_path / "train.jsonl", good=17, bad=3)
     first = LoadStats()

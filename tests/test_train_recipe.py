@@ -9,12 +9,10 @@ Which parameters each stage trains is the model's own test (tests/test_model.py)
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +20,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("accelerate")
+
+from helpers import TRAIN_SOURCES, overrides, tiny_encoder, trained_run  # noqa: E402
 
 from openie4pp.train.recipe import (  # noqa: E402
     build_model,
@@ -31,7 +31,6 @@ from openie4pp.train.recipe import (  # noqa: E402
     save_model_folder,
     train,
 )
-from test_train_data import TRAIN_SOURCES, tiny_encoder  # noqa: E402
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -44,29 +43,6 @@ def one_thread() -> Any:
     torch.set_num_threads(threads)
 
 
-SMALL_HEAD = ["model.arg_layers=1", "model.arg_heads=2", "model.arg_ff_dim=64", "model.pos_emb_dim=8"]
-
-
-def overrides(run_dir: Path, *extra: str) -> list[str]:
-    """A fast configuration: batch 8 over ~95 examples (12 batches an epoch), a high learning rate."""
-    return [
-        f"encoder={tiny_encoder()}",
-        f"run_dir={run_dir}",
-        f"data.train={json.dumps(TRAIN_SOURCES)}",
-        "data.max_length=64",
-        "batch_size=8",
-        "epochs=3",
-        "optim.lr=2e-3",
-        "log_every=1",
-        "progress=false",
-        "moe.n_experts=3",
-        "moe.rank=4",
-        "moe.alpha=8",
-        *SMALL_HEAD,
-        *extra,
-    ]
-
-
 def losses(stage_dir: Path) -> dict[int, float]:
     rows = [json.loads(line) for line in (stage_dir / "log.jsonl").read_text().splitlines()]
     return {row["step"]: row["loss"] for row in rows}
@@ -76,15 +52,6 @@ def falls(series: dict[int, float], k: int = 12) -> bool:
     """Mean of the last ``k`` steps below the first ``k`` (k = one epoch: the same examples)."""
     values = [series[s] for s in sorted(series)]
     return sum(values[-k:]) / k < 0.97 * sum(values[:k]) / k
-
-
-@functools.lru_cache(maxsize=1)
-def trained_run() -> Path:
-    """Stages 1 -> 2 -> 3 trained once per session into one run folder (shared with test_extract)."""
-    run = Path(tempfile.mkdtemp(prefix="openie4pp-run-"))
-    for stage in (1, 2, 3):
-        train(load_config(None, overrides(run), stage=stage))
-    return run
 
 
 @pytest.mark.parametrize("stage", [1, 2, 3])
@@ -130,7 +97,7 @@ def test_recipe_sets_stage_and_optimizer_holds_only_trainable(monkeypatch: pytes
         cfg = load_config(None, overrides(run), stage=stage)
         model = build_model(cfg, ["en", "es", "pt"])
         assert calls[-1] == stage
-        optimizer = build_optimizer(cfg, model)
+        optimizer = build_optimizer(cfg.optim, model)
         held = {id(p) for group in optimizer.param_groups for p in group["params"]}
         assert held == {id(p) for p in model.parameters() if p.requires_grad}
         assert len(held) < len(list(model.parameters()))
@@ -143,7 +110,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
     straight = load_config(None, overrides(tmp_path / "a", *common), stage=1)
     train(straight)
     halted = load_config(None, overrides(tmp_path / "b", *common, "halt_at_step=8"), stage=1)
-    assert train(halted)["halted"]  # stopped in the second epoch, mid-way
+    assert train(halted).halted  # stopped in the second epoch, mid-way
     assert not (tmp_path / "b" / "stage1" / "model.safetensors").exists()
     resumed = load_config(None, overrides(tmp_path / "b", *common, "resume=true"), stage=1)
     train(resumed)
@@ -161,6 +128,7 @@ def test_resume_reproduces_the_uninterrupted_run(tmp_path: Path) -> None:
 
 def test_save_load_gives_identical_outputs(tmp_path: Path) -> None:
     from accelerate import Accelerator
+
     from openie4pp.train.batching import Collator
     from openie4pp.train.data import build_dataset
     from openie4pp.train.model import Multi2OIEModel
@@ -171,12 +139,12 @@ def test_save_load_gives_identical_outputs(tmp_path: Path) -> None:
     tokenizer = __import__("transformers").AutoTokenizer.from_pretrained(run / "stage2")
     data = build_dataset(TRAIN_SOURCES, tokenizer, max_length=64)
     batch = Collator(tokenizer.pad_token_id, model.config.languages)([data[i] for i in range(6)])
-    optimizer = build_optimizer(cfg, model)
+    optimizer = build_optimizer(cfg.optim, model)
     for _ in range(2):  # move the experts and routers away from their initial values
         model(**batch).loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-    save_model_folder(Accelerator(cpu=True), model, tokenizer, cfg, tmp_path / "saved")
+    save_model_folder(Accelerator(cpu=True), model, tokenizer, cfg.model_dump(), tmp_path / "saved")
     loaded = Multi2OIEModel.from_pretrained(tmp_path / "saved")
     model.eval(), loaded.eval()
     with torch.no_grad():
@@ -195,7 +163,7 @@ def test_stage3_tied_experts_train_per_language_then_mix(tmp_path: Path) -> None
     assert [r["phase"] for r in rows] == ["experts"] * 12 + ["mixture"] * 12
     assert all("router_loss" not in r for r in rows[:12])  # language routing: the routers are not used
     assert all(r["router_loss"] > 0 for r in rows[12:])  # the mixture: routers supervised by language
-    assert metrics["steps"] == 24
+    assert metrics.steps == 24
     config = json.loads((tmp_path / "tied" / "config.json").read_text())
     assert config["moe"]["languages"] == ["en", "es", "pt"] and config["moe"]["n_experts"] == 3
     assert {p.parent.name for p in (tmp_path / "tied" / "experts").glob("*/adapter_config.json")} == {
@@ -211,9 +179,10 @@ def test_config_layers_and_overrides(tmp_path: Path) -> None:
         "batch_size: 16\noptim: {lr: 3.0e-5}\nstages:\n  3: {batch_size: 4, optim: {lr: 1.0e-4}}\n"
     )
     cfg = load_config(recipe, ["optim.lr=5e-4", "run_dir=r"], stage=3)
-    assert (cfg["batch_size"], cfg["optim"]["lr"]) == (4, 5e-4)  # stage block, then the command line
-    assert cfg["init_from"] == str(Path("r") / "stage2") and cfg["output_dir"] == str(Path("r") / "stage3")
-    assert load_config(recipe, [], stage=1)["batch_size"] == 16
+    assert (cfg.batch_size, cfg.optim.lr) == (4, 5e-4)  # stage block, then the command line
+    assert cfg.init_from == str(Path("r") / "stage2") and cfg.output_dir == str(Path("r") / "stage3")
+    assert cfg.data.cache_dir == str(Path("r") / "cache")
+    assert load_config(recipe, [], stage=1).batch_size == 16
     assert parse_overrides(["data.train=[carb-dev]", "eval.limit=null"]) == {
         "data": {"train": ["carb-dev"]},
         "eval": {"limit": None},
@@ -240,7 +209,7 @@ def test_two_processes_with_accelerate(tmp_path: Path) -> None:
         sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
         "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
         "--main_process_port", str(_free_port()),
-        "-m", "openie4pp.cli", "train", "--stage", "1",
+        "-m", "openie4pp.app.cli", "train", "--stage", "1",
         *overrides(tmp_path, "epochs=1", "eval.benchmark=carb-dev", "eval.limit=8"),
     ]  # fmt: skip
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=240)
@@ -258,10 +227,9 @@ def test_head_lr_gives_the_randomly_initialised_heads_their_own_rate() -> None:
 
     model = Multi2OIEModel.from_encoder(str(tiny_encoder()), languages=["en"])
     model.set_stage(2)
-    optim = {"lr": 1e-5, "betas": [0.9, 0.999], "eps": 1e-8, "weight_decay": 0.0}
-    single = build_optimizer({"optim": {**optim, "head_lr": None}}, model)
+    single = build_optimizer(load_config(None, ["optim.lr=1e-5", "optim.head_lr=null"]).optim, model)
     assert [g["lr"] for g in single.param_groups] == [1e-5]
-    split = build_optimizer({"optim": {**optim, "head_lr": 1e-3}}, model)
+    split = build_optimizer(load_config(None, ["optim.lr=1e-5", "optim.head_lr=1e-3"]).optim, model)
     encoder, heads = split.param_groups
     assert (encoder["lr"], heads["lr"]) == (1e-5, 1e-3)
     assert {id(p) for p in heads["params"]} == {id(p) for p in model.head_parameters()}
@@ -277,10 +245,10 @@ def test_resume_with_other_batch_order_or_optimizer_settings_is_refused_before_w
 ) -> None:
     """A checkpoint restores its optimizer groups, rates and batch position as saved: a resume that
     changes them would crash late (another group count) or silently keep the old values."""
-    from openie4pp.cli import main
+    from openie4pp.app.cli import main
 
     common = ["epochs=1", "checkpoint_every=2"]
-    assert train(load_config(None, overrides(tmp_path, *common, "halt_at_step=3"), stage=1))["halted"]
+    assert train(load_config(None, overrides(tmp_path, *common, "halt_at_step=3"), stage=1)).halted
     state = tmp_path / "stage1" / "checkpoint" / "trainer_state.json"
     before = state.read_bytes()
     rc = main(["train", "--stage", "1", *overrides(tmp_path, *common, "resume=true", changed)])
@@ -289,4 +257,4 @@ def test_resume_with_other_batch_order_or_optimizer_settings_is_refused_before_w
     err = capsys.readouterr().err
     assert f"{key}=" in err and "checkpoint" in err and "Traceback" not in err
     assert state.read_bytes() == before  # nothing was resumed
-    assert train(load_config(None, overrides(tmp_path, *common, "resume=true"), stage=1))["steps"] > 3
+    assert train(load_config(None, overrides(tmp_path, *common, "resume=true"), stage=1)).steps > 3

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from openie4pp.cli import main
+from openie4pp.app.cli import main
 from openie4pp.schema import Argument, Element, Extraction, Provenance, Record, Sentence
 from openie4pp.validate import validate_paths
 
@@ -55,7 +55,7 @@ def bad_lines() -> list[tuple[str, str, str | None]]:
 
 
 @pytest.fixture()
-def mixed_file(tmp_path: Path) -> tuple[Path, list[tuple[str, str, str]]]:
+def mixed_file(tmp_path: Path) -> tuple[Path, list[tuple[str, str, str | None]]]:
     cases = bad_lines()
     lines = [json.dumps(good_record())] + [line for line, _, _ in cases]
     lines.append(json.dumps(good_record()))  # a duplicate of line 1
@@ -114,7 +114,7 @@ def test_console_script_runs(tmp_path: Path) -> None:
     path = tmp_path / "one.jsonl"
     path.write_text(json.dumps(good_record()) + "\n")
     done = subprocess.run(
-        [sys.executable, "-m", "openie4pp.cli", "validate", str(path)],
+        [sys.executable, "-m", "openie4pp.app.cli", "validate", str(path)],
         capture_output=True,
         text=True,
         check=False,

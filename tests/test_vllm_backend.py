@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
 from openie4pp.annotate.backends.vllm_engine import (
     SamplingSpec,
     VLLMBackend,
@@ -207,7 +208,6 @@ def test_a_span_constraint_becomes_the_engines_grammar(monkeypatch: pytest.Monke
     from dataclasses import replace
 
     from openie4pp.annotate.constraints import build_constraint
-
     from openie4pp.schema import Sentence
 
     constraint = build_constraint(Sentence.from_text("Goethe schrieb den Faust.", "de"))

@@ -5,7 +5,8 @@ copies and the values the code falls back to cannot drift apart. The merged resu
 by :class:`RecipeConfig` (pydantic, ``extra="forbid"``): an unknown key, a wrong type, ``nan`` or a
 value out of range is a :class:`~openie4pp.errors.UsageError` naming the dotted key, before anything
 is loaded; a typo must not silently train with a default, and ``max_steps=-5`` must not train 0
-steps. The recipe keeps working on the plain dict (``model_dump()``) it always had.
+steps. :func:`load_config` returns that typed model, and the recipe reads it as such: a key read
+under a wrong name is a type error for mypy, not a ``KeyError`` an hour into a run.
 
 Overrides are typed by the key they set, not guessed from their text: a text key keeps the raw text
 (``run_dir=1e5`` is the folder ``1e5``, ``mixed_precision=no`` is ``"no"``, not YAML's ``False``);
@@ -26,8 +27,12 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from openie4pp import benchmarks
 from openie4pp.errors import UsageError
 from openie4pp.schema import canonical_lang
+
+from .sources import check_source_spec
+from .validation_errors import describe
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 DEFAULTS: dict[str, Any] = yaml.safe_load((CONFIG_DIR / "recipe.yaml").read_text(encoding="utf-8"))
@@ -75,8 +80,6 @@ class DataConfig(_Section):
     @field_validator("train", mode="before")
     @classmethod
     def _sources(cls, value: Any) -> Any:
-        from .sources import check_source_spec
-
         if isinstance(value, (str, Path, Mapping)):
             value = [value]  # one source needs no brackets
         if not isinstance(value, list):
@@ -86,7 +89,9 @@ class DataConfig(_Section):
             try:
                 checked.append(check_source_spec(spec))
             except ValueError as error:
-                raise ValueError(f"[{index}]: {error}") from None
+                problem = str(error)  # ".limit: ..." names a key inside the source
+                where = f"[{index}]" if problem.startswith(".") else f"[{index}]: "
+                raise ValueError(where + problem) from None
         return checked
 
 
@@ -133,16 +138,20 @@ class EvalConfig(_Section):
 
     @field_validator("benchmark")
     @classmethod
-    def _known(cls, value: str | None) -> str | None:
-        from .sources import BENCHMARK_SOURCES
-
-        if value is not None and value not in BENCHMARK_SOURCES:
-            raise ValueError(f"unknown benchmark {value!r} (known: {', '.join(BENCHMARK_SOURCES)})")
+    def _scorable(cls, value: str | None) -> str | None:
+        """A benchmark with a scorer: the dev score picks the best checkpoint (OIE2016 dev has none)."""
+        known = benchmarks.names(scorable=True)
+        if value is not None and value not in known:
+            raise ValueError(f"unknown or unscorable benchmark {value!r} (scorable: {', '.join(known)})")
         return value
 
 
 class RecipeConfig(_Section):
-    """Every key of ``train/configs/recipe.yaml`` with its type and range (the file documents them)."""
+    """Every key of ``train/configs/recipe.yaml`` with its type and range (the file documents them).
+
+    ``output_dir``, ``init_from`` (stages 2-3) and ``data.cache_dir`` left ``null`` are derived from
+    ``run_dir`` and ``stage`` on validation, so a validated config always has them; the one copy a
+    user sees in ``training_args.yaml`` is the one the run used."""
 
     stage: Literal[1, 2, 3]
     run_dir: Text
@@ -197,6 +206,27 @@ class RecipeConfig(_Section):
             )
         return self
 
+    @model_validator(mode="after")
+    def _derived_paths(self) -> RecipeConfig:
+        run = Path(self.run_dir)
+        self.output_dir = self.output_dir or str(run / f"stage{self.stage}")
+        if self.stage > 1 and not self.init_from:
+            self.init_from = str(run / f"stage{self.stage - 1}")
+        self.data.cache_dir = self.data.cache_dir or str(run / "cache")
+        return self
+
+    @property
+    def output_path(self) -> Path:
+        """The stage's folder (``output_dir``, set on validation)."""
+        return Path(self.output_dir or self.run_dir)
+
+    @property
+    def previous_stage_path(self) -> Path:
+        """The model a stage 2 or 3 starts from (``init_from``, set on validation for those stages)."""
+        if self.init_from is None:
+            raise ValueError(f"stage {self.stage} starts from an encoder, not from a previous stage")
+        return Path(self.init_from)
+
 
 def _head_setting_names() -> set[str] | None:
     """The Multi2OIEConfig fields a ``model.*`` key may set (None when torch is not installed)."""
@@ -211,30 +241,7 @@ def _head_setting_names() -> set[str] | None:
     }  # fmt: skip
 
 
-# -- errors ---------------------------------------------------------------------------------------
-
-
-def _dotted(location: Sequence[int | str]) -> str:
-    out = ""
-    for part in location:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def describe(error: ValidationError, prefix: str = "") -> str:
-    """A pydantic error as one line: ``key.path: what is wrong (got VALUE)`` per problem, ``; ``-joined."""
-    parts = []
-    for item in error.errors():
-        key = _dotted([prefix, *item["loc"]] if prefix else item["loc"])
-        if item["type"] == "extra_forbidden":
-            parts.append(f"unknown config key {key!r}")
-            continue
-        message = item["msg"].removeprefix("Value error, ")
-        if message.startswith(("[", ".")):  # a deeper key from a validator: data.train[0]: ..., model.x: ...
-            key, message = key + message.split(":", 1)[0], message.split(":", 1)[1].strip()
-        got = "" if item["type"] in ("value_error", "missing") else f" (got {item['input']!r:.80})"
-        parts.append(f"{key}: {message}{got}")
-    return "; ".join(parts)
+# -- overrides -----------------------------------------------------------------------------------
 
 
 def _annotation(dotted: list[str]) -> Any:
@@ -342,8 +349,9 @@ def _stage_blocks(file: dict[str, Any], where: str) -> dict[int, dict[str, Any]]
 
 def load_config(
     path: str | Path | None, overrides: Sequence[str] = (), stage: int | None = None
-) -> dict[str, Any]:
-    """Defaults <- file <- file's ``stages.<stage>`` <- overrides, validated; derived paths filled in."""
+) -> RecipeConfig:
+    """Defaults <- file <- file's ``stages.<stage>`` <- overrides, validated (a wrong key, type or
+    range is a :class:`UsageError` naming its dotted path); derived paths filled in."""
     cfg = copy.deepcopy(DEFAULTS)
     file = read_config_file(path) if path else {}
     stages = _stage_blocks(file, str(path))
@@ -356,12 +364,6 @@ def load_config(
     _merge(cfg, cli)
     cfg["stage"] = int(chosen)
     try:
-        cfg = RecipeConfig.model_validate(cfg).model_dump()
+        return RecipeConfig.model_validate(cfg)
     except ValidationError as error:
         raise UsageError(f"config: {describe(error)}") from None
-    run = Path(cfg["run_dir"])
-    cfg["output_dir"] = str(cfg["output_dir"] or run / f"stage{cfg['stage']}")
-    if cfg["stage"] > 1 and not cfg["init_from"]:
-        cfg["init_from"] = str(run / f"stage{cfg['stage'] - 1}")
-    cfg["data"]["cache_dir"] = cfg["data"]["cache_dir"] or str(run / "cache")
-    return cfg

@@ -7,7 +7,7 @@ Pipeline (each step a plain function, so tests and the recipe can call any of th
    ``re-oie2016-es`` ... or ``{path, format, lang}``); bad lines and converter rejections are
    counted per source with reasons and locations, and skipped (:class:`LoadStats`).
 2. :func:`records_to_examples` labels each record with :func:`openie4pp.labels.record_to_examples`
-   and emits **one example per (sentence, predicate)**: the words, the language, the
+   and streams **one example per (sentence, predicate)**: the words, the language, the
    *all-predicate* tags (the predicate head's target), the predicate span and that predicate's
    argument tags (the argument head's target).
 3. :func:`encode_examples` tokenises the words with a *fast* tokenizer (:func:`encode_words`:
@@ -17,10 +17,13 @@ Pipeline (each step a plain function, so tests and the recipe can call any of th
    argument head averages the encoder states over the whole predicate. Truncation at
    ``max_length`` drops the labels of cut words with them; an example whose predicate is cut away
    entirely is dropped (the argument head would have nothing to condition on).
-4. :func:`build_dataset` runs 2-3 through ``datasets.Dataset.map`` and saves the result under
-   ``cache_dir/<fingerprint>``; the fingerprint covers the sources (path, size, mtime), the
-   tokenizer's full definition, ``max_length`` and :data:`DATA_VERSION`, so a second run with the
-   same inputs memory-maps the cached Arrow files instead of re-tokenising.
+4. :func:`build_dataset` is ``datasets`` all the way: ``Dataset.from_generator`` over 1-2 (Arrow
+   files written batch by batch, so memory does not grow with the number of records), then
+   ``map(batched=True)`` for 3 and ``filter``, each cached by ``datasets`` under ``cache_dir``. The
+   fingerprints are explicit: the examples' covers the sources (each file's size and mtime, see
+   :meth:`DataSource.stamp`) and :data:`DATA_VERSION`; the encoding's adds the tokenizer's full
+   definition and ``max_length``. A second run with the same inputs memory-maps the cached Arrow
+   files instead of reading and tokenising again, and reads the :class:`LoadStats` saved beside them.
 5. :mod:`.batching` samples length-bucketed batches and pads them.
 
 The inverse for extraction is :func:`word_starts` + :func:`.batching.subword_to_word`: per-word
@@ -29,12 +32,13 @@ values are read from each word's first sub-word, the same position that carried 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
-import shutil
-from collections.abc import Iterable, Mapping
+import tempfile
+from collections.abc import Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +46,7 @@ from openie4pp.errors import RunProblems
 from openie4pp.labels import record_to_examples
 from openie4pp.schema import Record
 
-from .sources import BENCHMARK_SOURCES, LoadStats, Source, SourceSpec, check_source_spec, load_records
+from .sources import DataSource, LoadStats, load_records
 from .word_encoding import WordEncoding, encode_words, label_positions, word_starts
 
 if TYPE_CHECKING:
@@ -50,22 +54,23 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-DATA_VERSION = 3
+DATA_VERSION = 4
 """Bump when the example or tensor layout changes: it is part of the cache fingerprint."""
 STATS_FILE = "load_stats.json"
 """Beside a cached dataset: the :class:`LoadStats` of the run that built it."""
 IGNORE_INDEX = -100
 """Label of sub-words that are not the first of their word, of special tokens and of padding."""
 
-def records_to_examples(records: Iterable[Record], stats: LoadStats | None = None) -> list[dict[str, Any]]:
-    """One word-level example per (sentence, predicate) that fits the tagging scheme.
+def records_to_examples(
+    records: Iterable[Record], stats: LoadStats | None = None
+) -> Iterator[dict[str, Any]]:
+    """One word-level example per (sentence, predicate) that fits the tagging scheme, streamed.
 
     Extra roles (``loc``/``temp``/``context``/``arg4+``) are dropped from an extraction rather than
     dropping the extraction (``extra_roles="drop"``): the predicate and its core arguments are still
     good supervision, and the argument head has no label for those roles anyway.
     """
     stats = stats if stats is not None else LoadStats()
-    examples: list[dict[str, Any]] = []
     for record in records:
         result = record_to_examples(record, extra_roles="drop")
         for misfit in result.misfits:
@@ -73,19 +78,16 @@ def records_to_examples(records: Iterable[Record], stats: LoadStats | None = Non
         if not result.extractions:
             stats.no_examples += 1
         for tagged in result.extractions:
-            examples.append(
-                {
-                    "id": record.sentence.id,
-                    "lang": record.lang,
-                    "words": result.tokens,
-                    "pred_tags": result.pred_tags,
-                    "pred_span": list(tagged.pred_span),
-                    "arg_tags": tagged.arg_tags,
-                }
-            )
             stats.langs[record.lang] += 1
-    stats.examples += len(examples)
-    return examples
+            stats.examples += 1
+            yield {
+                "id": record.sentence.id,
+                "lang": record.lang,
+                "words": result.tokens,
+                "pred_tags": result.pred_tags,
+                "pred_span": list(tagged.pred_span),
+                "arg_tags": tagged.arg_tags,
+            }
 
 
 def encode_examples(batch: Mapping[str, list[Any]], tokenizer: Any, max_length: int) -> dict[str, list[Any]]:
@@ -126,8 +128,26 @@ def tokenizer_fingerprint(tokenizer: Any) -> str:
     return hashlib.sha256(json.dumps(definition, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def example_features() -> datasets.Features:
+    """The columns of :func:`records_to_examples`' rows, declared rather than inferred from the first
+    rows (Arrow would otherwise guess each batch's types on its own). Tags are ``int8`` (3 and 9
+    labels): the cached file, which the encoding step reads memory-mapped, is a third of ``int64``'s."""
+    import datasets
+
+    def values(dtype: str) -> datasets.List:
+        return datasets.List(datasets.Value(dtype))
+
+    return datasets.Features({"id": datasets.Value("string"), "lang": datasets.Value("string"),
+                              "words": values("string"), "pred_tags": values("int8"),
+                              "pred_span": values("int32"), "arg_tags": values("int8")})
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps(parts).encode()).hexdigest()[:20]
+
+
 def build_dataset(
-    sources: Iterable[str | Path | Mapping[str, Any] | Source],
+    sources: Iterable[str | Path | Mapping[str, Any] | DataSource],
     tokenizer: Any,
     *,
     max_length: int = 100,
@@ -136,75 +156,123 @@ def build_dataset(
     stats: LoadStats | None = None,
     max_rejected_fraction: float | None = None,
 ) -> datasets.Dataset:
-    """The encoded training set (columns: ``input_ids``, ``attention_mask``,
-    ``pred_labels``, ``arg_labels``, ``pred_mask``, ``length``, ``lang``, ``id``), cached under
-    ``cache_dir`` when given (see the module docstring). With ``max_rejected_fraction`` a source with
-    more rejected lines than that share fails (:meth:`LoadStats.check_rejections`) before tokenising."""
-    import datasets
-
+    """The encoded training set (columns: ``id``, ``lang``, ``input_ids``, ``attention_mask``,
+    ``pred_labels``, ``arg_labels``, ``pred_mask``, ``length``), cached by ``datasets`` under
+    ``cache_dir`` (see the module docstring); without one it is built in a temporary folder and
+    kept in memory. With ``max_rejected_fraction`` a source with more rejected lines than that share
+    fails (:meth:`LoadStats.check_rejections`) before tokenising."""
     stats = stats if stats is not None else LoadStats()
-    parsed = [Source.parse(s) for s in sources]
-    key_material = json.dumps(
-        [DATA_VERSION, max_length, tokenizer_fingerprint(tokenizer), [s.stamp() for s in parsed]]
-    )
-    key = hashlib.sha256(key_material.encode()).hexdigest()[:20]
-    target = Path(cache_dir) / f"examples-{key}" if cache_dir is not None else None
-    if target is not None and (target / "dataset_info.json").is_file():
-        log.info("using cached examples %s", target)
-        saved = target / STATS_FILE
-        if saved.is_file():
-            stats.restore(saved.read_text(encoding="utf-8"))
+    parsed = [DataSource.parse(s) for s in sources]
+    for source in parsed:  # here, not inside the generator, where datasets would wrap the error
+        if not source.path.exists():
+            raise FileNotFoundError(f"{source.path}: data source not found")
+    examples_key = _key(DATA_VERSION, [s.stamp() for s in parsed])
+    encoded_key = _key(examples_key, max_length, tokenizer_fingerprint(tokenizer))
+    in_memory = cache_dir is None
+    with contextlib.ExitStack() as stack:
+        folder = Path(cache_dir or stack.enter_context(tempfile.TemporaryDirectory()))
+        examples = _labelled_examples(parsed, stats, folder, examples_key, in_memory)
         if max_rejected_fraction is not None:
             stats.check_rejections(max_rejected_fraction)
-        return datasets.load_from_disk(str(target))
-
-    examples = records_to_examples(load_records(parsed, stats), stats)
-    if max_rejected_fraction is not None:
-        stats.check_rejections(max_rejected_fraction)
-    if not examples:
-        names = ", ".join(s.label for s in parsed)
-        raise RunProblems(
-            f"the data sources ({names}) gave no training examples: {stats.records} records, "
-            f"{stats.rejected} rejected lines, {stats.no_examples} records without a usable extraction"
+        if examples is None or not stats.examples:
+            names = ", ".join(s.label for s in parsed)
+            raise RunProblems(
+                f"the data sources ({names}) gave no training examples: {stats.records} records, "
+                f"{stats.rejected} rejected lines, {stats.no_examples} records without a usable extraction"
+            )
+        encoded = examples.map(
+            encode_examples,
+            batched=True,
+            fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
+            remove_columns=["words", "pred_tags", "pred_span", "arg_tags"],
+            num_proc=num_proc,
+            keep_in_memory=in_memory,
+            new_fingerprint=f"encode-{encoded_key}",
+            desc="tokenising",
         )
-    raw = datasets.Dataset.from_list(examples)
-    encoded = raw.map(
-        encode_examples,
-        batched=True,
-        fn_kwargs={"tokenizer": tokenizer, "max_length": max_length},
-        remove_columns=["words", "pred_tags", "pred_span", "arg_tags"],
-        num_proc=num_proc,
-        new_fingerprint=f"encode-{key}",
-        desc="tokenising",
-    )
-    before = len(encoded)
-    encoded = encoded.filter(any, input_columns="pred_mask", new_fingerprint=f"filter-{key}")
+        before = len(encoded)
+        encoded = encoded.filter(
+            any, input_columns="pred_mask", keep_in_memory=in_memory, new_fingerprint=f"filter-{encoded_key}"
+        )
     if len(encoded) < before:
         log.info("dropped %d examples whose predicate was truncated away", before - len(encoded))
-    if target is None:
-        return encoded
-    partial = target.with_name(target.name + f".partial-{os.getpid()}")
-    encoded.save_to_disk(str(partial))
-    (partial / STATS_FILE).write_text(stats.to_json(), encoding="utf-8")
-    if target.exists():  # another process finished first: theirs is identical
-        shutil.rmtree(partial, ignore_errors=True)
-    else:
-        os.replace(partial, target)
-    return datasets.load_from_disk(str(target))
+    return encoded
+
+
+def _labelled_examples(
+    sources: list[DataSource], stats: LoadStats, folder: Path, key: str, in_memory: bool
+) -> datasets.Dataset | None:
+    """The word-level examples of ``sources`` as a dataset that ``datasets`` writes to ``folder`` in
+    batches while the generator streams, so no list of all records or examples is ever held. The
+    generator labels in this process (not in a ``map`` that may run in worker processes) so that
+    ``stats`` counts what it saw; those counts are saved beside the Arrow files, and a later run
+    served from the cache (the generator does not run) reads them back. ``None``: no examples."""
+    import datasets
+    from datasets.exceptions import DatasetGenerationError
+    from datasets.utils.tqdm import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    generated = False
+
+    def generate() -> Iterator[dict[str, Any]]:
+        nonlocal generated
+        generated = True
+        yield from records_to_examples(load_records(sources, stats), stats)
+
+    quiet = are_progress_bars_disabled()
+    disable_progress_bars()  # a bar on stderr before a one-line rejection error is noise
+    try:
+        dataset = datasets.Dataset.from_generator(
+            generate, features=example_features(), cache_dir=str(folder), keep_in_memory=in_memory,
+            fingerprint=f"examples-{key}",
+        )
+    except DatasetGenerationError as error:  # what went wrong inside the generator, not the wrapper
+        raise (error.__cause__ or error) from None
+    except ValueError:  # datasets refuses a split without rows: build_dataset says why there are none
+        if not generated:
+            _count(sources, stats)
+        if stats.examples:
+            raise
+        return None
+    finally:
+        if not quiet:
+            enable_progress_bars()
+    if in_memory:
+        return dataset
+    saved = Path(dataset.cache_files[0]["filename"]).parent / STATS_FILE
+    if generated:
+        _write_atomically(saved, stats.to_json())
+    elif saved.is_file():
+        log.info("using cached examples %s", saved.parent)
+        stats.restore(saved.read_text(encoding="utf-8"))
+    else:  # a cache from a run that stopped before saving its counts: count again, without building
+        _count(sources, stats)
+        _write_atomically(saved, stats.to_json())
+    return dataset
+
+
+def _count(sources: list[DataSource], stats: LoadStats) -> None:
+    """What the generator would have counted, without keeping anything (its dataset is cached)."""
+    for _ in records_to_examples(load_records(sources, stats), stats):
+        pass
+    stats.cached = True
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    partial = path.with_name(f"{path.name}.partial-{os.getpid()}")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
 
 
 __all__ = [
-    "BENCHMARK_SOURCES",
     "DATA_VERSION",
     "IGNORE_INDEX",
+    "DataSource",
     "LoadStats",
-    "Source",
-    "SourceSpec",
     "WordEncoding",
     "build_dataset",
-    "check_source_spec",
     "encode_examples",
     "encode_words",
+    "example_features",
     "load_records",
     "records_to_examples",
     "tokenizer_fingerprint",

@@ -1,10 +1,10 @@
-"""``openie4pp extract``: run a trained Multi2OIE tagger over sentences.
+"""The inference engine of ``openie4pp extract``: a trained Multi2OIE tagger run over sentences.
 
-Sentences arrive as a stream (:mod:`.extract_io` decides the input format and reports bad lines)
-and leave as a stream: records are written and flushed after every batch, so memory is bounded by
-one window of batches and an interrupted run keeps what it finished. Within a window of
-:data:`SORT_WINDOW_BATCHES` batches sentences are sorted by length (padding stays small); output
-keeps input order. Per batch:
+Sentences arrive as a stream (:mod:`openie4pp.sources` reads them, :mod:`.extract_io` makes them
+sentences) and leave as a stream of finished batches (:mod:`.extract_job` writes and flushes each),
+so memory is bounded by one window of batches and an interrupted run keeps what it finished.
+Within a window of :data:`SORT_WINDOW_BATCHES` batches sentences are sorted by length (padding
+stays small); output keeps input order. Per batch:
 
 1. tokenise the *words* of each :class:`~openie4pp.schema.Sentence` (``is_split_into_words``), so
    predictions come back per word exactly as labels went in for training (first sub-word);
@@ -32,26 +32,22 @@ name) or CaRB's tab format ``sentence \\t confidence \\t relation \\t arg0 \\t a
 
 from __future__ import annotations
 
-import argparse
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any
 
-from openie4pp.errors import RunProblems, UsageError
 from openie4pp.labels import ARG_O, PRED_O, predicate_spans, span_tags, tags_to_extraction
 from openie4pp.schema import Extraction, Provenance, Record, Sentence, Source
 
 from .batching import bridge_gaps, subword_to_word
-from .extract_io import ReadStats, batched, count_lines, iter_sentences, read_sentences, write_records
-from .extract_options import add_arguments, check_options, resolve_device
+from .extract_io import batched, iter_sentences, read_sentences, write_records
 from .word_encoding import encode_words, share_pieces
 
 if TYPE_CHECKING:  # torch is imported where used, so `openie4pp --help` stays fast
     import torch
 
-__all__ = ["Extractor", "add_arguments", "extract_main", "iter_sentences", "read_sentences", "write_records"]
+__all__ = ["Extractor", "iter_sentences", "read_sentences", "word_tags", "write_records"]
 
 SORT_WINDOW_BATCHES = 8
 """Batches whose sentences are sorted by length together. Sorting saves padding; a window bounds
@@ -211,98 +207,8 @@ class Extractor:
         return [record for records in self.stream_records(sentences) for record in records]
 
 
-# -- the command ------------------------------------------------------------------------------
-
-
 def word_tags(subword_tags: list[int], starts: list[int], o_label: int) -> list[int]:
     """Per-word tags read at each word's first sub-word; words that share a sub-word with the word
     before continue its chunk, words without one are bridged (:func:`.batching.bridge_gaps`)."""
     return bridge_gaps(share_pieces(subword_to_word(subword_tags, starts, o_label), starts, o_label),
                        starts, o_label)
-
-
-def _load_errors() -> tuple[type[BaseException], ...]:
-    from safetensors import SafetensorError
-
-    return (OSError, ValueError, KeyError, TypeError, SafetensorError)
-
-
-def _open_output(path: str | None) -> TextIO:
-    if not path:
-        return sys.stdout
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    return open(path, "w", encoding="utf-8")
-
-
-def _warn(message: str) -> None:
-    from tqdm import tqdm
-
-    tqdm.write(f"openie4pp extract: warning: {message}", file=sys.stderr)
-
-
-def extract_main(args: argparse.Namespace) -> int:
-    """Stream sentences through the model and write each batch's output as soon as it is done.
-
-    The output is written directly (no temporary file renamed at the end) and flushed after every
-    batch, so a kill or Ctrl-C keeps every sentence finished before it (a torn last line at most,
-    which the JSONL readers drop). Bad input lines are reported, counted and skipped; exit 1 when
-    no sentence at all could be read (an empty input is not a success).
-    """
-    from tqdm import tqdm
-
-    input_format = check_options(args)
-    device = resolve_device(args.device)
-    try:
-        extractor = Extractor.from_pretrained(
-            args.model,
-            device=device,
-            batch_size=args.batch_size,
-            max_length=args.max_length,
-            binary=args.binary,
-        )
-    except _load_errors() as exc:  # a checked folder that does not load: damaged or incomplete files
-        raise UsageError(
-            f"--model {args.model}: cannot load it as a trained model ({type(exc).__name__}: {exc}); "
-            "retrain it with `openie4pp train`"
-        ) from exc
-    stats = ReadStats()
-    sentences = iter_sentences(
-        args.input,
-        lang=args.lang,
-        pretokenized=args.pretokenized,
-        input_format=input_format,
-        max_chars=args.max_chars,
-        limit=args.limit,
-        stats=stats,
-        on_problem=lambda where, why: _warn(f"{where}: {why} (skipped)"),
-    )
-    total = count_lines(args.input)
-    if args.limit is not None:
-        total = args.limit if total is None else min(total, args.limit)
-    n_extractions, out = 0, None
-    progress = tqdm(
-        total=total,
-        unit=" sentences",
-        desc="extract",
-        file=sys.stderr,
-        disable=args.no_progress or not sys.stderr.isatty(),
-    )
-    try:
-        with progress:
-            for records in extractor.stream_records(sentences):
-                if out is None:  # opened at the first result: a run that reads nothing leaves no file
-                    out = _open_output(args.out)
-                n_extractions += write_records(records, out, args.format)
-                out.flush()
-                progress.update(len(records))
-    finally:
-        if out is not None and out is not sys.stdout:
-            out.close()
-    skipped = stats.describe_skipped(args.max_chars)
-    if stats.sentences == 0 and args.limit != 0:
-        raise RunProblems(f"{args.input}: 0 sentences read ({skipped}); nothing extracted, no output written")
-    if out is None and args.out:  # --limit 0: an empty result is what was asked for
-        _open_output(args.out).close()
-    where = f" -> {args.out}" if args.out else ""
-    print(f"{stats.sentences} sentences, {n_extractions} extractions{where} ({skipped})", file=sys.stderr)
-    return 0

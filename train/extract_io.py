@@ -1,30 +1,22 @@
 """What ``openie4pp extract`` reads and writes: sentences in, records or CaRB tab lines out.
 
-Input format
-------------
-The format is **decided, never guessed from the content**: a UTF-8 BOM or an odd first line once
-made a JSONL file read as plain text, and the "sentences" were raw JSON strings. ``auto`` (the
-default of ``--input-format``) decides by what the input *is*:
-
-* a folder: OpenIE4++ shards (``<lang>/shard-*.jsonl``);
-* ``.jsonl``, ``.ndjson``, ``.json``: JSON Lines, one ``{text, lang?, id?}`` object or one record
-  per line;
-* ``.txt``: one sentence per line;
-* a name in :data:`~openie4pp.train.data.BENCHMARK_SOURCES` that is not a path: that benchmark's
-  sentences, exactly as its scorer tokenises them;
-* anything else is refused with the option to pass (a ``.tsv`` or extension-less file could be either).
-
-Lines
+Input
 -----
-Files are read as a stream of bytes split on ``\\n`` only (``str.splitlines`` also splits on U+2028,
-which valid JSON may hold raw), with a BOM on the first line tolerated and ``\\r\\n`` accepted. A
-bad line (not UTF-8, malformed JSON, no ``text``, a bad ``lang`` or ``id``, a sentence longer than
-``max_chars``) is *reported* through ``on_problem`` as ``file:line: field ...: why``, counted in
-:class:`ReadStats` and skipped: one bad line never aborts a long file. Without ``on_problem`` (the
-library default) the first bad line raises :class:`~openie4pp.errors.InputFileError` instead.
+Reading is :func:`openie4pp.sources.read_source`'s (shared with the annotator and training): the
+format is **decided, never guessed from the content** (a folder is shards, ``.jsonl``/``.ndjson``/
+``.json`` JSON Lines, ``.txt`` text, ``.parquet`` a table, ``hf:`` a dataset, a benchmark name
+that benchmark's sentences exactly as its scorer tokenises them; other extensions need
+``--input-format``), only ``\\n`` ends a line, a BOM is tolerated. This module gives the rows their
+``extract`` meaning: a :class:`~openie4pp.schema.Sentence` from a text line, a ``{text, lang?,
+id?}`` object (``id`` a non-empty string) or a record.
+
+A bad line (not UTF-8, malformed JSON, no ``text``, a bad ``lang`` or ``id``, a sentence longer
+than ``max_chars``) is *reported* through ``on_problem`` as ``file:line: field ...: why``, counted
+in :class:`ReadStats` and skipped: one bad line never aborts a long file. Without ``on_problem``
+(the library default) the first bad line raises :class:`~openie4pp.errors.InputFileError` instead.
 
 ``max_chars`` bounds the work one line can cause: a 50 MB line once took 3.7 GB to tokenise. It is
-checked on the raw text before tokenising.
+checked on the raw text before tokenising, and a text line far over it is skipped unread.
 """
 
 from __future__ import annotations
@@ -37,12 +29,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from openie4pp.errors import InputFileError, UsageError
-from openie4pp.jsonl import iter_text_lines
-from openie4pp.schema import Record, Sentence, canonical_lang
+from openie4pp.errors import InputFileError
+from openie4pp.schema import Record, RejectionReason, Sentence, canonical_lang
+from openie4pp.sources import FORMATS, MappingRow, RecordRow, Row, SourceProblem, TextRow, read_source
 
-INPUT_FORMATS = ("auto", "txt", "jsonl", "shards", "benchmark")
-EXTENSION_FORMATS = {".txt": "txt", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
+FORMAT_ALIASES = {"shards": "records"}
+"""``--input-format shards``: the name ``extract`` gave a shard folder before there was one reader."""
+INPUT_FORMATS = ("auto", *FORMATS, *FORMAT_ALIASES)
 OUTPUT_FORMATS = ("jsonl", "carb-tab")
 
 Problem = Callable[[str, str], None]
@@ -78,56 +71,10 @@ class _LineProblem(ValueError):
         self.too_long = too_long
 
 
-def benchmark_names() -> dict[str, tuple[str, str]]:
-    from .data import BENCHMARK_SOURCES
-
-    return BENCHMARK_SOURCES
-
-
-def resolve_input_format(path: str | Path, input_format: str = "auto") -> str:
-    """The format ``path`` is read in (see the module docstring), or a :class:`UsageError` saying
-    what is wrong with the path and which option fixes it. Touches nothing but the file system's
-    metadata, so it runs before the model is loaded."""
-    if input_format not in INPUT_FORMATS:
-        raise UsageError(f"--input-format {input_format!r}: expected one of {', '.join(INPUT_FORMATS)}")
-    source, benchmarks = Path(path), benchmark_names()
-    if input_format == "benchmark" or (
-        input_format == "auto" and not source.exists() and str(path) in benchmarks
-    ):
-        if str(path) not in benchmarks:
-            raise UsageError(f"--input {path}: not a benchmark name (known: {', '.join(benchmarks)})")
-        from openie4pp.paths import benchmarks_dir
-
-        gold = benchmarks_dir() / benchmarks[str(path)][1]
-        if not gold.is_file():
-            raise UsageError(
-                f"--input {path}: the benchmark file {gold} is missing (see OPENIE4PP_BENCHMARKS)"
-            )
-        return "benchmark"
-    if not source.exists():
-        hint = f" and not a benchmark name ({', '.join(benchmarks)})" if input_format == "auto" else ""
-        raise UsageError(f"--input {path}: no such file or folder{hint}")
-    if source.is_dir():
-        from openie4pp.shards import shard_files
-
-        if input_format not in ("auto", "shards"):
-            raise UsageError(f"--input {path}: is a folder, not a {input_format} file")
-        if not shard_files(source):
-            raise UsageError(
-                f"--input {path}: a folder without <lang>/shard-*.jsonl files (not OpenIE4++ shards)"
-            )
-        return "shards"
-    if input_format == "shards":
-        raise UsageError(f"--input {path}: --input-format shards needs a shard folder, this is a file")
-    if input_format != "auto":
-        return input_format
-    by_extension = EXTENSION_FORMATS.get(source.suffix.lower())
-    if by_extension is None:
-        raise UsageError(
-            f"--input {path}: cannot tell the format from the extension {source.suffix or '(none)'!r}; "
-            "pass --input-format txt (one sentence per line) or --input-format jsonl"
-        )
-    return by_extension
+def max_line_bytes(max_chars: int | None) -> int | None:
+    """A raw line longer than this cannot hold a sentence of ``max_chars`` characters (4 UTF-8
+    bytes a character, plus room for the JSON around it): it is skipped while being read."""
+    return None if max_chars is None else max_chars * 4 + 64 * 1024
 
 
 def iter_sentences(
@@ -141,92 +88,59 @@ def iter_sentences(
     stats: ReadStats | None = None,
     on_problem: Problem | None = None,
 ) -> Iterator[Sentence]:
-    """Stream the sentences of ``path`` (at most ``limit``), in input order; see the module docstring."""
+    """Stream the sentences of ``path`` (at most ``limit``), in input order; see the module docstring.
+
+    The format and the path are checked on the call, before the first sentence is pulled."""
     stats = stats if stats is not None else ReadStats()
-    fmt = resolve_input_format(path, input_format)
     default_lang = canonical_lang(lang)
+    fmt = FORMAT_ALIASES.get(input_format, input_format)
+    rows = read_source(path, fmt, max_line_bytes=max_line_bytes(max_chars))
+    return _sentences(rows, default_lang, pretokenized, max_chars, limit, stats, on_problem)
 
-    def report(location: str, problem: Exception) -> None:
-        if isinstance(problem, _LineProblem) and problem.too_long:
-            stats.too_long += 1
-        else:
-            stats.bad_lines += 1
-        if on_problem is None:
-            raise InputFileError(f"{location}: {problem}")
-        on_problem(location, str(problem))
 
-    if fmt == "benchmark":
-        items: Iterator[tuple[str, Sentence | Exception]] = _benchmark_items(str(path), max_chars)
-    elif fmt == "shards":
-        items = _shard_items(Path(path), default_lang, max_chars)
-    else:
-        items = _file_items(Path(path), fmt, default_lang, pretokenized, max_chars)
+def _sentences(rows: Iterator[Row], lang: str, pretokenized: bool, max_chars: int | None, limit: int | None,
+               stats: ReadStats, on_problem: Problem | None) -> Iterator[Sentence]:
     if limit is not None and limit <= 0:
         return
-    for location, item in items:
-        if isinstance(item, Exception):
-            report(location, item)
+    for row in rows:
+        try:
+            sentence = _sentence(row, lang, pretokenized, max_chars)
+        except _LineProblem as problem:
+            if problem.too_long:
+                stats.too_long += 1
+            else:
+                stats.bad_lines += 1
+            if on_problem is None:
+                raise InputFileError(f"{row.where}: {problem}") from None
+            on_problem(str(row.where), str(problem))
             continue
         stats.sentences += 1
-        yield item
+        yield sentence
         if limit is not None and stats.sentences >= limit:
             return
 
 
-def _too_long(text: str, max_chars: int | None) -> _LineProblem | None:
+def _sentence(row: Row, lang: str, pretokenized: bool, max_chars: int | None) -> Sentence:
+    """The sentence a row holds, or the :class:`_LineProblem` that keeps it from being one."""
+    if isinstance(row, SourceProblem):
+        raise _LineProblem(row.field, row.detail, row.reason is RejectionReason.too_long)
+    if isinstance(row, TextRow):
+        _check_length(row.text, max_chars)
+        return _text_sentence(row.text, lang, pretokenized)
+    if isinstance(row, RecordRow):
+        _check_length(row.record.sentence.text, max_chars)
+        try:
+            return _canonical(row.record.sentence)
+        except ValueError as exc:
+            raise _LineProblem("sentence.lang", str(exc)) from None
+    return _mapping_sentence(row, lang, pretokenized, max_chars)
+
+
+def _check_length(text: str, max_chars: int | None) -> None:
     if max_chars is not None and len(text) > max_chars:
-        return _LineProblem(
+        raise _LineProblem(
             None, f"sentence of {len(text)} characters is longer than --max-chars {max_chars}", True
         )
-    return None
-
-
-def _benchmark_items(name: str, max_chars: int | None) -> Iterator[tuple[str, Sentence | Exception]]:
-    from .data import load_records
-
-    for index, record in enumerate(load_records([{"benchmark": name}]), 1):
-        yield f"{name}:{index}", _too_long(record.sentence.text, max_chars) or record.sentence
-
-
-def _shard_items(root: Path, lang: str, max_chars: int | None) -> Iterator[tuple[str, Sentence | Exception]]:
-    from openie4pp.shards import iter_records
-
-    for item in iter_records(root):
-        if not isinstance(item, Record):
-            yield item.location(), _LineProblem(None, f"{item.reason.value}: {item.detail}")
-            continue
-        location = f"{root} (sentence {item.sentence.id})"
-        yield location, _too_long(item.sentence.text, max_chars) or _canonical(item.sentence)
-
-
-def _file_items(
-    path: Path, fmt: str, lang: str, pretokenized: bool, max_chars: int | None
-) -> Iterator[tuple[str, Sentence | Exception]]:
-    for line_no, text in _lines(path, max_chars):
-        location = f"{path}:{line_no}"
-        if isinstance(text, Exception):
-            yield location, text
-            continue
-        try:
-            if fmt == "txt":
-                yield location, _too_long(text, max_chars) or _text_sentence(text, lang, pretokenized)
-            else:
-                yield location, _json_sentence(text, lang, pretokenized, max_chars)
-        except _LineProblem as problem:
-            yield location, problem
-
-
-def _lines(path: Path, max_chars: int | None = None) -> Iterator[tuple[int, str | Exception]]:
-    """``(1-based line number, text without its line end)`` for every non-blank line
-    (:func:`openie4pp.jsonl.iter_text_lines`: only ``\\n`` ends a line, a BOM is ignored); a line that
-    is not UTF-8, or far longer than ``max_chars`` (skipped unread), comes as a :class:`_LineProblem`."""
-    max_bytes = None if max_chars is None else max_chars * 4 + 64 * 1024
-    try:
-        lines = iter_text_lines(path, max_bytes)
-        for line in lines:
-            yield line.number, line.text if line.text is not None else _LineProblem(None, line.problem or "")
-    except OSError as exc:
-        raise InputFileError(f"--input {path}: cannot read: {exc.strerror or exc}") from None
 
 
 def _canonical(sentence: Sentence) -> Sentence:
@@ -245,28 +159,17 @@ def _text_sentence(text: str, lang: str, pretokenized: bool, id: str | None = No
         raise _LineProblem("text", str(problem["msg"]).removeprefix("Value error, ")) from None
 
 
-def _json_sentence(line: str, lang: str, pretokenized: bool, max_chars: int | None) -> Sentence:
-    try:
-        obj = json.loads(line)
-    except (ValueError, RecursionError) as exc:
-        raise _LineProblem(None, f"malformed JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise _LineProblem(
-            None, f"a JSON {type(obj).__name__}, not an object (JSON Lines: one object per line)"
-        )
-    if "sentence" in obj:  # an OpenIE4++ record: keep its tokenisation and id
-        return _record_sentence(obj, max_chars)
-    text = obj.get("text")
+def _mapping_sentence(row: MappingRow, lang: str, pretokenized: bool, max_chars: int | None) -> Sentence:
+    data = row.data
+    text = data.get("text")
     if text is None:
         raise _LineProblem("text", "missing (a line is {text, lang?, id?} or an OpenIE4++ record)")
     if not isinstance(text, str):
         raise _LineProblem("text", f"must be a string, not {type(text).__name__}")
     if not text.strip():
         raise _LineProblem("text", "empty sentence")
-    too_long = _too_long(text, max_chars)
-    if too_long:
-        raise too_long
-    line_lang = obj.get("lang")
+    _check_length(text, max_chars)
+    line_lang = data.get("lang")
     if line_lang is None:
         line_lang = lang
     else:
@@ -274,37 +177,17 @@ def _json_sentence(line: str, lang: str, pretokenized: bool, max_chars: int | No
             line_lang = canonical_lang(line_lang)
         except ValueError as exc:
             raise _LineProblem("lang", str(exc)) from None
-    line_id = obj.get("id")
+    line_id = data.get("id")
     if line_id is not None and (not isinstance(line_id, str) or not line_id):
-        raise _LineProblem("id", f"must be a non-empty string, not {json.dumps(line_id)[:40]}")
+        raise _LineProblem("id", f"must be a non-empty string, not {json.dumps(line_id, default=str)[:40]}")
     return _text_sentence(text, line_lang, pretokenized, line_id)
 
 
-def _record_sentence(obj: dict[str, Any], max_chars: int | None) -> Sentence:
-    from pydantic import ValidationError
-
-    from openie4pp.jsonl import problems_from_error
-
-    sentence = obj["sentence"]
-    text = sentence.get("text") if isinstance(sentence, dict) else None
-    too_long = _too_long(text, max_chars) if isinstance(text, str) else None
-    if too_long:
-        raise too_long
-    try:
-        record = Record.model_validate(obj)
-    except ValidationError as exc:
-        field, reason, detail = problems_from_error(exc)[0]
-        raise _LineProblem(field, f"{reason.value}: {detail}") from None
-    try:
-        return _canonical(record.sentence)
-    except ValueError as exc:
-        raise _LineProblem("sentence.lang", str(exc)) from None
-
-
 def count_lines(path: str | Path) -> int | None:
-    """Non-blank lines of a file (the progress bar's total), or ``None`` for a folder or benchmark."""
+    """Non-blank lines of a file (the progress bar's total), or ``None`` for a folder, a dataset or a
+    benchmark (and for Parquet, whose rows are no lines)."""
     source = Path(path)
-    if not source.is_file():
+    if not source.is_file() or source.suffix.lower() == ".parquet":
         return None
     with open(source, "rb") as handle:
         return sum(1 for line in handle if line.strip())
@@ -319,10 +202,10 @@ def read_sentences(
     input_format: str = "auto",
     max_chars: int | None = None,
 ) -> list[Sentence]:
-    """Sentences from text lines, JSONL (``{text, lang, id}`` or records), a shard folder, or a
-    benchmark name (``carb-dev``: its sentences exactly as the scorer's gold tokenises them); the
-    first ``limit``. A bad line raises :class:`InputFileError` naming file, line and field (use
-    :func:`iter_sentences` with ``on_problem`` to skip bad lines instead)."""
+    """Sentences from text lines, JSONL (``{text, lang, id}`` or records), a shard folder, Parquet,
+    a ``hf:`` dataset, or a benchmark name (``carb-dev``: its sentences exactly as the scorer's gold
+    tokenises them); the first ``limit``. A bad line raises :class:`InputFileError` naming file,
+    line and field (use :func:`iter_sentences` with ``on_problem`` to skip bad lines instead)."""
     return list(
         iter_sentences(
             path,

@@ -1,29 +1,133 @@
-"""The options of ``openie4pp extract`` and their checks, all run before the model is loaded: a
-mistake must cost neither a model load nor a sentence, and must end as one line naming the option
-(a :class:`~openie4pp.errors.UsageError`, exit 2)."""
+"""The options of ``openie4pp extract`` as one typed value, and their checks, all run before the
+model is loaded: a mistake must cost neither a model load nor a sentence, and must end as one line
+naming the option (a :class:`~openie4pp.errors.UsageError`, exit 2).
+
+:class:`ExtractOptions` is what the command line, the quickstart and a library caller hand to
+:func:`openie4pp.train.extract_job.extract_to_file`: its values are checked when it is built
+(:meth:`ExtractOptions.build`), the paths when :meth:`ExtractOptions.check` runs (the job runs it
+first), the device last (it needs torch).
+"""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError, ValidationInfo, field_validator
 
 from openie4pp.errors import UsageError
 from openie4pp.schema import canonical_lang
+from openie4pp.sources import resolve_format
 
-from .extract_io import INPUT_FORMATS, OUTPUT_FORMATS, resolve_input_format
+from .extract_io import FORMAT_ALIASES, INPUT_FORMATS, OUTPUT_FORMATS
 
 DEFAULT_MAX_CHARS = 2000
 """``--max-chars``: far above any real sentence (CaRB's longest has 437 characters), far below
 what exhausts memory (a 50 MB line once took 3.7 GB)."""
 
 
-def _positive(value: int | None, option: str, allow_zero: bool = False, lowest: int | None = None) -> None:
+def _positive(value: Any, option: str, lowest: int = 1) -> Any:
     if value is None:
-        return
-    lowest = lowest if lowest is not None else 0 if allow_zero else 1
+        return value
     if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
-        raise UsageError(f"{option} {value}: must be an integer >= {lowest}")
+        raise ValueError(f"{option} {value}: must be an integer >= {lowest}")
+    return value
+
+
+def _option(field: str) -> str:
+    return "--" + field.replace("_", "-")
+
+
+class ExtractOptions(BaseModel):
+    """Everything one extraction run needs; field ``x_y`` is the option ``--x-y``. The fields come
+    in the order the checks report them (the first mistake is the one named)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    batch_size: int = 32
+    """Sentences per model call."""
+    max_length: int = 256
+    """Sub-words per sentence (at least ``<s>``, one sub-word, ``</s>``); clamped to the encoder's."""
+    max_chars: int | None = DEFAULT_MAX_CHARS
+    """Longer sentences are skipped and counted; None: no bound."""
+    limit: int | None = None
+    """The first N readable sentences only; None: all."""
+    format: str = "jsonl"
+    """Output format, one of :data:`~.extract_io.OUTPUT_FORMATS`."""
+    lang: str = "en"
+    """The language of input lines that do not say (made canonical)."""
+    model: str
+    """A model folder written by ``openie4pp train``."""
+    input: str
+    """A file, a shard folder, ``hf:NAME[:split]`` or a benchmark name (:mod:`openie4pp.sources`)."""
+    input_format: str = "auto"
+    pretokenized: bool = False
+    out: str | None = None
+    """The output file; None: stdout."""
+    binary: bool = False
+    device: str | None = None
+    """cpu, cuda or cuda:N; None: CUDA when available, else the CPU."""
+    progress: bool = True
+    """A progress bar on stderr (only ever shown on a terminal)."""
+
+    @field_validator("batch_size", "max_chars", mode="before")
+    @classmethod
+    def _at_least_one(cls, value: Any, info: ValidationInfo) -> Any:
+        return _positive(value, _option(info.field_name or ""))
+
+    @field_validator("max_length", mode="before")
+    @classmethod
+    def _room_for_a_word(cls, value: Any) -> Any:
+        return _positive(value, "--max-length", lowest=3)  # <s>, one sub-word, </s>: as data.max_length
+
+    @field_validator("limit", mode="before")
+    @classmethod
+    def _not_negative(cls, value: Any) -> Any:
+        return _positive(value, "--limit", lowest=0)
+
+    @field_validator("format")
+    @classmethod
+    def _output_format(cls, value: str) -> str:
+        if value not in OUTPUT_FORMATS:
+            raise ValueError(f"--format {value}: expected one of {', '.join(OUTPUT_FORMATS)}")
+        return value
+
+    @field_validator("input_format")
+    @classmethod
+    def _input_format(cls, value: str) -> str:
+        if value not in INPUT_FORMATS:
+            raise ValueError(f"--input-format {value!r}: expected one of {', '.join(INPUT_FORMATS)}")
+        return FORMAT_ALIASES.get(value, value)
+
+    @field_validator("lang")
+    @classmethod
+    def _canonical_lang(cls, value: str) -> str:
+        try:
+            return canonical_lang(value)
+        except ValueError as exc:
+            raise ValueError(f"--lang: {exc}") from None
+
+    @classmethod
+    def build(cls, **values: Any) -> ExtractOptions:
+        """The options from ``values``, or a :class:`UsageError` naming the first bad one."""
+        try:
+            return cls(**values)
+        except ValidationError as error:
+            first = error.errors(include_url=False)[0]
+            message = str(first["msg"]).removeprefix("Value error, ")
+            if first["type"] != "value_error":  # a type pydantic refused: name the option
+                where = ".".join(str(part) for part in first["loc"])
+                message = f"{_option(where)}: {message}"
+            raise UsageError(message) from None
+
+    def check(self) -> str:
+        """The paths checked (input, output, model folder), touching only file metadata; returns the
+        format the input is read in."""
+        input_format = resolve_format(self.input, self.input_format)
+        _check_output(self.out, self.input)
+        check_model_folder(self.model)
+        return input_format
 
 
 def _check_output(out: str | None, source: str) -> None:
@@ -88,79 +192,3 @@ def resolve_device(requested: str | None) -> str:
     elif device.type not in ("cpu", "cuda", "mps"):
         raise UsageError(f"--device {requested}: not supported; use cpu or cuda")
     return str(device)
-
-
-def check_options(args: argparse.Namespace) -> str:
-    """Every option checked before the model is loaded (a mistake costs no model loading and no
-    sentence); returns the input format."""
-    _positive(args.batch_size, "--batch-size")
-    _positive(args.max_length, "--max-length", lowest=3)  # <s>, one sub-word, </s>: as data.max_length
-    _positive(args.max_chars, "--max-chars")
-    _positive(args.limit, "--limit", allow_zero=True)
-    if args.format not in OUTPUT_FORMATS:
-        raise UsageError(f"--format {args.format}: expected one of {', '.join(OUTPUT_FORMATS)}")
-    try:
-        args.lang = canonical_lang(args.lang)
-    except ValueError as exc:
-        raise UsageError(f"--lang: {exc}") from None
-    input_format = resolve_input_format(args.input, args.input_format)
-    _check_output(args.out, args.input)
-    check_model_folder(args.model)
-    return input_format
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", required=True, help="a model folder written by `openie4pp train`")
-    parser.add_argument(
-        "--input",
-        required=True,
-        help="sentences: a text file (one per line), JSONL ({text, lang?, id?} or records), a shard "
-        "folder, or a benchmark name (carb-dev, re-oie2016-es...)",
-    )
-    parser.add_argument(
-        "--input-format",
-        choices=INPUT_FORMATS,
-        default="auto",
-        help="how to read --input; auto decides by what it is, never by its content: a folder is shards, "
-        ".jsonl/.ndjson/.json is JSONL, .txt is text, a benchmark name is that benchmark; other "
-        "extensions need this option",
-    )
-    parser.add_argument("--limit", type=int, help="the first N (>= 0) readable sentences only")
-    parser.add_argument("--lang", default="en", help="BCP-47 language of input lines that do not say")
-    parser.add_argument(
-        "--pretokenized", action="store_true", help="split on whitespace only (keeps benchmark tokens)"
-    )
-    parser.add_argument(
-        "--max-chars",
-        type=int,
-        default=DEFAULT_MAX_CHARS,
-        help="longer sentences are skipped with a warning naming file:line, and counted (bounds the "
-        "memory one line can take)",
-    )
-    parser.add_argument(
-        "--format",
-        choices=OUTPUT_FORMATS,
-        default="jsonl",
-        help="OpenIE4++ JSONL records, or CaRB's tab lines (control characters such as tab, newline "
-        "and U+2028 in a cell become a space: the format cannot escape them)",
-    )
-    parser.add_argument(
-        "--out",
-        help="output file, stdout when not given; written as it goes, flushed after every batch, so an "
-        "interrupted run keeps every finished sentence; a rerun overwrites it",
-    )
-    parser.add_argument("--batch-size", type=int, default=32, help="sentences per model call")
-    parser.add_argument(
-        "--max-length",
-        type=int,
-        default=256,
-        help="sub-words per sentence; longer sentences are truncated (their last words get no "
-        "extraction); clamped to what the encoder can take",
-    )
-    parser.add_argument("--binary", action="store_true", help="keep only arg0 and arg1 (binary extractions)")
-    parser.add_argument(
-        "--device", default=None, help="cpu, cuda or cuda:N; when not given: cuda when available, else cpu"
-    )
-    parser.add_argument(
-        "--no-progress", action="store_true", help="no progress bar on stderr (it is off when not a terminal)"
-    )

@@ -16,27 +16,28 @@ parameters would get no gradient in stage 2 (and upset DDP).
 
 Stages (``set_stage``) follow MT4CrossOIE: 1 = word embeddings + heads, 2 = the rest of the encoder
 + heads, 3 = mixture-of-LoRA experts and routers + heads (``add_moe`` first; train/moe_lora.py).
+The stage-3 methods (adding, routing, merging, saving experts; the router loss) come from
+:class:`.model_moe.MixtureOfExpertsMixin`; the config and output types from :mod:`.model_config`.
 Extraction encodes each sentence once (:meth:`Multi2OIEModel.predict_predicates`) and runs the
 argument module for all its predicates in one batch (:meth:`Multi2OIEModel.predict_arguments`).
 """
 
 from __future__ import annotations
 
-import copy
 import inspect
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from transformers import AutoConfig, AutoModel, PretrainedConfig, PreTrainedModel
-from transformers.utils import ModelOutput
+from transformers import AutoModel, PretrainedConfig, PreTrainedModel
 
 from . import moe_lora
-from .moe_lora import DEFAULT_TARGETS, MoESettings, MoLoRALinear
+from .model_config import Multi2OIEConfig, Multi2OIEOutput, PredicateOutput
+from .model_moe import MixtureOfExpertsMixin
+from .moe_lora import MoESettings
 
 __all__ = ["Multi2OIEConfig", "Multi2OIEModel", "Multi2OIEOutput", "PredicateOutput"]
 
@@ -44,70 +45,6 @@ _LOAD_KWARGS = frozenset(
     {"local_files_only", "revision", "cache_dir", "token", "force_download", "subfolder", "trust_remote_code"}
 )
 """Keyword arguments of ``from_encoder`` that go to the encoder's ``from_pretrained``."""
-
-
-class Multi2OIEConfig(PretrainedConfig):
-    """Head hyper-parameters (Multi2OIE's published values), the encoder's config dict and ``moe``."""
-
-    model_type = "multi2oie"
-
-    def __init__(
-        self,
-        encoder: dict[str, Any] | PretrainedConfig | None = None,
-        n_pred_labels: int = 3,
-        n_arg_labels: int = 9,
-        arg_layers: int = 4,
-        arg_heads: int = 8,
-        arg_dim: int | None = None,
-        arg_ff_dim: int = 2048,
-        pos_emb_dim: int = 64,
-        pred_dropout: float = 0.0,
-        arg_dropout: float = 0.2,
-        attn_dropout: float = 0.2,
-        languages: Sequence[str] | None = None,
-        moe: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        if isinstance(encoder, PretrainedConfig):
-            encoder = encoder.to_dict()
-        self.encoder = dict(encoder) if encoder is not None else None
-        self.n_pred_labels, self.n_arg_labels = n_pred_labels, n_arg_labels
-        self.arg_layers, self.arg_heads = arg_layers, arg_heads
-        self.arg_dim, self.arg_ff_dim = arg_dim, arg_ff_dim
-        self.pos_emb_dim = pos_emb_dim
-        self.pred_dropout, self.arg_dropout, self.attn_dropout = pred_dropout, arg_dropout, attn_dropout
-        self.languages = list(languages) if languages else []
-        self.moe = dict(moe) if moe else None
-        super().__init__(**kwargs)
-
-    def encoder_config(self) -> PretrainedConfig:
-        """The encoder's own config, rebuilt with ``AutoConfig.for_model``."""
-        if not self.encoder:
-            raise ValueError("Multi2OIEConfig.encoder is empty: use Multi2OIEModel.from_encoder")
-        fields = dict(self.encoder)
-        return AutoConfig.for_model(fields.pop("model_type"), **fields)
-
-
-@dataclass
-class Multi2OIEOutput(ModelOutput):
-    """``loss`` = pred CE + arg CE (+ ``router_aux_weight`` · router CE); ``router_weights`` ``[L, B, E]``."""
-
-    loss: torch.Tensor | None = None
-    pred_loss: torch.Tensor | None = None
-    arg_loss: torch.Tensor | None = None
-    router_loss: torch.Tensor | None = None
-    pred_logits: torch.Tensor | None = None
-    arg_logits: torch.Tensor | None = None
-    router_weights: torch.Tensor | None = None
-
-
-@dataclass
-class PredicateOutput(ModelOutput):
-    """What extraction needs from one encoder pass: the states (for the argument module) and predicates."""
-
-    encoder_states: torch.Tensor | None = None
-    pred_logits: torch.Tensor | None = None
-    pred_probs: torch.Tensor | None = None
 
 
 def _build_encoder(config: PretrainedConfig, name_or_path: str | None = None, **load: Any) -> PreTrainedModel:
@@ -123,7 +60,7 @@ def _build_encoder(config: PretrainedConfig, name_or_path: str | None = None, **
     raise AssertionError("unreachable")
 
 
-class Multi2OIEModel(PreTrainedModel):
+class Multi2OIEModel(MixtureOfExpertsMixin, PreTrainedModel):
     """Multi2OIE predicate + argument tagger; see the module docstring."""
 
     config_class = Multi2OIEConfig
@@ -180,28 +117,7 @@ class Multi2OIEModel(PreTrainedModel):
         model.encoder = pretrained
         return model
 
-    def add_moe(
-        self,
-        n_experts: int = 6,
-        rank: int = 16,
-        alpha: float = 16.0,
-        top_k: int | None = None,
-        targets: Sequence[str] = DEFAULT_TARGETS,
-        languages: Sequence[str] | None = None,
-        router_aux_weight: float = 0.0,
-        dropout: float = 0.0,
-    ) -> MoESettings:
-        """Wrap the target Linears of every encoder layer in MoLoRALinear (outputs unchanged: B = 0)."""
-        tied = list(languages) if languages else None
-        settings = MoESettings(
-            n_experts, rank, alpha, top_k, tuple(targets), tied, router_aux_weight, dropout
-        )
-        return moe_lora.install_moe(self, settings)
-
     # -- parameter groups and stages ----------------------------------------------------------
-
-    def moe_layers(self) -> dict[str, MoLoRALinear]:
-        return moe_lora.molora_layers(self.encoder)
 
     def word_embedding_parameters(self) -> list[nn.Parameter]:
         """Exactly the encoder's word-embedding matrix."""
@@ -237,61 +153,6 @@ class Multi2OIEModel(PreTrainedModel):
         for p in (*groups[stage](), *self.head_parameters()):
             p.requires_grad_(True)
 
-    # -- routing --------------------------------------------------------------------------------
-
-    def set_fixed_routing(self, weights: torch.Tensor | str | int | None) -> None:
-        """Route all sentences by ``weights`` ``[E]`` or one-hot on an expert name / index; None: learned."""
-        vector = moe_lora.routing_vector(self, weights) if weights is not None else None
-        for layer in self.moe_layers().values():
-            layer.set_fixed_routing(vector)
-        if vector is not None:
-            self.set_language_routing(False)
-
-    def set_language_routing(self, enabled: bool = True) -> None:
-        """Route each sentence to its language's expert (one-hot from ``lang_ids``), e.g. to train
-        tied experts on mixed-language batches; takes precedence over fixed routing."""
-        if enabled and not (self.config.moe or {}).get("languages"):
-            raise ValueError("language routing needs experts tied to languages (add_moe(languages=...))")
-        self.language_routing = enabled
-        if not enabled:
-            for layer in self.moe_layers().values():
-                layer.sample_weights = None
-
-    def _lang_to_expert(self, lang_ids: torch.Tensor) -> torch.Tensor | None:
-        """Expert per sentence from ``lang_ids`` (index into config.languages; negative: unknown);
-        -100 where the language has no expert. None when experts are not tied to languages."""
-        tied = (self.config.moe or {}).get("languages")
-        if not tied:
-            return None
-        if not self.config.languages:
-            raise ValueError("lang_ids index config.languages, which is empty")
-        table = [tied.index(lang) if lang in tied else -100 for lang in self.config.languages]
-        experts = torch.tensor(table, dtype=torch.long, device=lang_ids.device)[lang_ids.clamp(min=0)]
-        return torch.where(lang_ids >= 0, experts, -100)  # -1 must not wrap round to the last language
-
-    def merge_moe(self, weights: torch.Tensor | str | int | None = None) -> Multi2OIEModel:
-        """Fold the experts into plain Linears under fixed routing (see moe_lora.merge_fixed_routing)."""
-        self.set_language_routing(False)
-        moe_lora.merge_fixed_routing(self, weights)
-        return self
-
-    def base_encoder(self) -> PreTrainedModel:
-        """A copy of the encoder without experts (the base a PEFT adapter from save_experts fits)."""
-        return moe_lora.strip_molora(copy.deepcopy(self.encoder))  # type: ignore[return-value]
-
-    def add_expert(self, language: str, from_dir: str | Path | None = None) -> int:
-        return moe_lora.add_expert(self, language, from_dir)
-
-    def freeze_experts(self, keep: Iterable[str | int], *, routers: bool = True) -> None:
-        moe_lora.freeze_experts(self, keep, routers=routers)
-
-    def save_experts(self, out_dir: str | Path) -> Path:
-        return moe_lora.save_experts(self, out_dir)
-
-    def load_experts(self, in_dir: str | Path) -> Multi2OIEModel:
-        moe_lora.load_experts(self, in_dir)
-        return self
-
     # -- forward -------------------------------------------------------------------------------
 
     def encode(
@@ -302,19 +163,7 @@ class Multi2OIEModel(PreTrainedModel):
         lang_ids: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Encoder states ``[B, T, H]``; with language routing, each sentence uses its language's expert."""
-        layers = list(self.moe_layers().values())
-        sample = None
-        if self.language_routing and layers:
-            if lang_ids is None:
-                raise ValueError("language routing needs lang_ids")
-            experts = self._lang_to_expert(lang_ids)
-            if experts is None or bool((experts < 0).any()):
-                raise ValueError("language routing: a sentence's language has no expert")
-            sample = F.one_hot(experts, layers[0].n_experts).float()
-        # Set on every call and left in place, so that gradient checkpointing's recomputation in
-        # backward routes exactly as the forward did.
-        for layer in layers:
-            layer.sample_weights = sample
+        self._route_sentences(lang_ids)
         extra = {} if token_type_ids is None else {"token_type_ids": token_type_ids}
         return self.encoder(input_ids=input_ids, attention_mask=attention_mask, **extra).last_hidden_state
 
@@ -361,17 +210,6 @@ class Multi2OIEModel(PreTrainedModel):
         hidden = self.arg_module(self.arg_proj(features), src_key_padding_mask=~present)
         return self.arg_classifier(self.arg_dropout(hidden))
 
-    def _router_loss(self, lang_ids: torch.Tensor | None, labels: torch.Tensor | None) -> torch.Tensor | None:
-        """Mean over layers of CE(router logits, ``labels`` or the expert of the sentence's language)."""
-        if labels is None and lang_ids is not None:
-            labels = self._lang_to_expert(lang_ids)
-        layers = self.moe_layers().values()
-        logits = [m.last_router_logits for m in layers if m.last_router_logits is not None]
-        if labels is None or not logits or not bool((labels != -100).any()):
-            return None
-        stacked = torch.stack(logits)  # [L, B, E]
-        return F.cross_entropy(stacked.flatten(0, 1), labels.repeat(len(logits)), ignore_index=-100)
-
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -396,16 +234,12 @@ class Multi2OIEModel(PreTrainedModel):
             arg_logits = self.predict_arguments(states, attention_mask, pred_mask)
         elif arg_labels is not None:
             raise ValueError("arg_labels need the pred_mask of the example's predicate")
-        pred_loss = arg_loss = router_loss = None
+        pred_loss = arg_loss = None
         if pred_labels is not None:
             pred_loss = F.cross_entropy(pred_logits.flatten(0, 1), pred_labels.flatten(), ignore_index=-100)
         if arg_labels is not None and arg_logits is not None:
             arg_loss = F.cross_entropy(arg_logits.flatten(0, 1), arg_labels.flatten(), ignore_index=-100)
-        layers = self.moe_layers()
-        router_weights = None
-        if layers:
-            router_loss = self._router_loss(lang_ids, router_labels)
-            router_weights = torch.stack([m.last_router_weights for m in layers.values()])  # type: ignore[misc]
+        router_loss, router_weights = self._router_outputs(lang_ids, router_labels)
         parts = [x for x in (pred_loss, arg_loss) if x is not None]
         aux = float((self.config.moe or {}).get("router_aux_weight", 0.0))
         if router_loss is not None and aux > 0:
@@ -417,5 +251,4 @@ class Multi2OIEModel(PreTrainedModel):
         )  # fmt: skip
 
 
-AutoConfig.register("multi2oie", Multi2OIEConfig, exist_ok=True)
 AutoModel.register(Multi2OIEConfig, Multi2OIEModel, exist_ok=True)

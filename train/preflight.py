@@ -22,9 +22,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from openie4pp import benchmarks
 from openie4pp.errors import UsageError
 
-from .sources import BENCHMARK_SOURCES, Source
+from .config import RecipeConfig
+from .sources import DataSource
 
 HUB_NAME = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")
 """What a Hugging Face Hub model id looks like (``name`` or ``owner/name``)."""
@@ -50,20 +52,20 @@ RESUME_KEYS = ("batch_size", "grad_accum", "seed", "data.max_length", "data.buck
 scheduler's rates, which a checkpoint restores as saved (a changed value would be ignored or crash)."""
 
 
-def resume_guard(cfg: dict[str, Any]) -> dict[str, Any]:
+def resume_guard(cfg: RecipeConfig) -> dict[str, Any]:
     """The :data:`RESUME_KEYS` values of ``cfg``, stored in every checkpoint's ``trainer_state.json``."""
     out = {}
     for key in RESUME_KEYS:
         value: Any = cfg
         for part in key.split("."):
-            value = value.get(part) if isinstance(value, dict) else None
+            value = getattr(value, part)
         out[key] = value
     return out
 
 
-def check_resume_keys(cfg: dict[str, Any]) -> None:
+def check_resume_keys(cfg: RecipeConfig) -> None:
     """``resume=true`` with a value of :data:`RESUME_KEYS` other than the checkpoint's: refused."""
-    path = Path(cfg["output_dir"]) / "checkpoint" / "trainer_state.json"
+    path = cfg.output_path / "checkpoint" / "trainer_state.json"
     try:
         saved = json.loads(path.read_text()).get("resume_guard")
     except (OSError, ValueError, AttributeError):
@@ -78,16 +80,16 @@ def check_resume_keys(cfg: dict[str, Any]) -> None:
                          "same values, or overwrite=true to start the stage again")
 
 
-def check_before_training(cfg: dict[str, Any]) -> None:
+def check_before_training(cfg: RecipeConfig) -> None:
     """Every check of the module docstring; raises :class:`UsageError` naming the key or folder."""
-    if cfg["stage"] > 1:
+    if cfg.stage > 1:
         check_previous_stage(cfg)
     check_data_sources(cfg)
     check_output_folder(cfg)
-    if cfg["resume"] and not cfg["overwrite"]:
+    if cfg.resume and not cfg.overwrite:
         check_resume_keys(cfg)
-    if cfg["stage"] == 1:
-        check_encoder(cfg["encoder"])
+    if cfg.stage == 1:
+        check_encoder(cfg.encoder)
 
 
 def _checkpoint_step(folder: Path) -> Any:
@@ -97,8 +99,8 @@ def _checkpoint_step(folder: Path) -> Any:
         return "?"
 
 
-def check_previous_stage(cfg: dict[str, Any]) -> None:
-    folder, previous, run = Path(cfg["init_from"]), cfg["stage"] - 1, cfg["run_dir"]
+def check_previous_stage(cfg: RecipeConfig) -> None:
+    folder, previous, run = cfg.previous_stage_path, cfg.stage - 1, cfg.run_dir
     weights = ("model.safetensors", "model.safetensors.index.json")  # the index: a sharded save
     if (folder / "config.json").is_file() and any((folder / name).is_file() for name in weights):
         return
@@ -114,30 +116,32 @@ def check_previous_stage(cfg: dict[str, Any]) -> None:
     )
 
 
-def check_data_sources(cfg: dict[str, Any]) -> None:
-    named = [(f"data.train[{i}]", spec) for i, spec in enumerate(cfg["data"]["train"])]
-    if cfg["eval"]["benchmark"]:
-        named.append(("eval.benchmark", {"benchmark": cfg["eval"]["benchmark"]}))
+def check_data_sources(cfg: RecipeConfig) -> None:
+    named: list[tuple[str, str | dict[str, Any]]] = [
+        (f"data.train[{i}]", spec) for i, spec in enumerate(cfg.data.train)
+    ]
+    if cfg.eval.benchmark:
+        named.append(("eval.benchmark", {"benchmark": cfg.eval.benchmark}))
     for key, spec in named:
         try:
-            source = Source.parse(spec)
+            source = DataSource.parse(spec)
         except FileNotFoundError as error:  # the benchmarks folder
             raise UsageError(f"{key}: {error}") from None
         if not source.path.exists():
-            hint = f"a benchmark name ({', '.join(BENCHMARK_SOURCES)}), a shard folder or a JSONL file"
+            hint = f"a benchmark name ({', '.join(benchmarks.names())}), a shard folder or a JSONL file"
             raise UsageError(f"{key}: {source.path} not found (a data source is {hint})")
 
 
-def check_output_folder(cfg: dict[str, Any]) -> None:
-    out = Path(cfg["output_dir"])
+def check_output_folder(cfg: RecipeConfig) -> None:
+    out = cfg.output_path
     present = [name for name in STAGE_FILES if (out / name).is_file()]
-    if not present or cfg["overwrite"]:
+    if not present or cfg.overwrite:
         return
     checkpointed = "checkpoint/trainer_state.json" in present
-    if cfg["resume"] and checkpointed:
+    if cfg.resume and checkpointed:
         return
     what = "a finished" if {"metrics.json", "model.safetensors"} & set(present) else "a checkpointed"
-    if cfg["resume"]:
+    if cfg.resume:
         raise UsageError(
             f"{out} holds {what} stage ({', '.join(present)}) but no checkpoint to resume from: "
             "add overwrite=true to replace it, or choose another output_dir/run_dir"
@@ -148,7 +152,7 @@ def check_output_folder(cfg: dict[str, Any]) -> None:
         else "add overwrite=true to replace it (it has no checkpoint for resume=true)"
     )
     raise UsageError(
-        f"{out} already holds {what} stage {cfg['stage']} ({', '.join(present)}): {choices}, "
+        f"{out} already holds {what} stage {cfg.stage} ({', '.join(present)}): {choices}, "
         "or choose another output_dir/run_dir"
     )
 

@@ -1,12 +1,13 @@
 """``openie4pp train``: ONE torchtune-style recipe for the three MT4CrossOIE stages, on HF Accelerate.
 
-Read top to bottom: the ``build_*`` functions, then :class:`TrainRecipe` (``setup`` / ``train`` /
-``finish``), a plain loop. The config (:mod:`.config`) is documented in ``train/configs/recipe.yaml``;
-checkpoints are :mod:`.checkpoint`. Each stage writes a
-``from_pretrained`` folder: config.json, model.safetensors, tokenizer, experts/ (stage 3, PEFT LoRA
-format), training_args.yaml, metrics.json, plus log.jsonl (step, loss parts, lr, time; an epoch's
-first line also its examples per language), checkpoint/ and, with a dev benchmark, best/ (the
-folder itself is then the best dev model).
+Read top to bottom: :class:`TrainRecipe` (``setup`` / ``train`` / ``finish``), a plain loop over
+parts made by the ``build_*`` functions of :mod:`.builders`. The typed config (:mod:`.config`,
+:class:`RecipeConfig`) is documented in ``train/configs/recipe.yaml``; checkpoints are
+:mod:`.checkpoint`; :func:`train` returns :class:`TrainMetrics`, what ``metrics.json`` holds.
+Each stage writes a ``from_pretrained`` folder: config.json, model.safetensors, tokenizer, experts/
+(stage 3, PEFT LoRA format), training_args.yaml, metrics.json, plus log.jsonl (step, loss parts,
+lr, time; an epoch's first line also its examples per language), checkpoint/ and, with a dev
+benchmark, best/ (the folder itself is then the best dev model).
 
 * **Checks first.** :mod:`.preflight` looks at files before anything loads (the previous stage's
   model, the data, a finished stage in the way, the encoder); rejected training lines are reported
@@ -20,7 +21,7 @@ folder itself is then the best dev model).
   the same mixed batches rather than one language after the other. The mixture (learned routers)
   then trains for ``epochs``. ``moe.router_aux_weight > 0`` adds router supervision by language.
 * **Multi-process** through Accelerate, no code change: ``accelerate launch --num_processes 2 -m
-  openie4pp.cli train ...`` on GPUs; on CPU ``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu
+  openie4pp.app.cli train ...`` on GPUs; on CPU ``ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu
   --num_processes 2 ...`` (gloo; ``--cpu`` alone starts a single process). ``batch_size`` is per
   process; dev extraction is split over the processes and gathered. The scheduler is stepped by the
   loop once per optimizer step (a *prepared* scheduler would step once per process and step).
@@ -39,177 +40,55 @@ from __future__ import annotations
 import json
 import math
 import shutil
-import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from pydantic import BaseModel, ConfigDict
 
-from .batching import BucketBatchSampler, Collator
+from .batching import BucketBatchSampler
+from .builders import (
+    build_data,
+    build_loader,
+    build_model,
+    build_optimizer,
+    build_scheduler,
+    build_tokenizer,
+    dev_eval,
+    dev_sentences,
+    phases,
+)
 from .checkpoint import load_checkpoint, save_checkpoint, save_model_folder, set_rng_state
-from .config import load_config, parse_overrides
-from .data import LoadStats, build_dataset
-from .embedded_encoder import resolve_encoder
-from .preflight import check_before_training, clear_stale_artefacts, hub_offline, resume_guard
+from .config import RecipeConfig, load_config, parse_overrides
+from .preflight import check_before_training, clear_stale_artefacts, resume_guard
 
-__all__ = ["TrainRecipe", "load_config", "parse_overrides", "save_model_folder", "train"]
-
-
-# -- builders ----------------------------------------------------------------------------------
+__all__ = [
+    "RecipeConfig", "TrainMetrics", "TrainRecipe", "build_model", "build_optimizer", "load_config",
+    "parse_overrides", "save_model_folder", "train",
+]  # fmt: skip
 
 
-def build_tokenizer(cfg: dict[str, Any]) -> Any:
-    from transformers import AutoTokenizer
+class TrainMetrics(BaseModel):
+    """What :func:`train` returns and ``metrics.json`` holds, key for key and in this order."""
 
-    source = resolve_encoder(cfg["encoder"]) if cfg["stage"] == 1 else cfg["init_from"]
-    return AutoTokenizer.from_pretrained(str(source), local_files_only=hub_offline())
+    model_config = ConfigDict(extra="forbid")
 
-
-def build_model(cfg: dict[str, Any], languages: list[str]) -> Any:
-    """Stage 1: heads on ``encoder``; 2: the stage-1 model; 3: the stage-2 model + experts. Then set_stage."""
-    from .model import Multi2OIEModel
-
-    stage, moe = cfg["stage"], cfg["moe"]
-    if stage == 1:
-        model = Multi2OIEModel.from_encoder(
-            resolve_encoder(cfg["encoder"]), languages=languages, local_files_only=hub_offline(),
-            **cfg["model"],
-        )
-    else:
-        model = Multi2OIEModel.from_pretrained(cfg["init_from"])
-        model.config.languages = list(model.config.languages) + [
-            lang for lang in languages if lang not in model.config.languages
-        ]  # new languages get new ids; the old ids keep their meaning
-    if stage == 3 and not model.config.moe:
-        tied = moe["languages"] or (
-            model.config.languages if moe["experts_tied"] or moe["router_aux_weight"] > 0 else None
-        )
-        model.add_moe(
-            n_experts=len(tied) if tied else moe["n_experts"],
-            rank=moe["rank"],
-            alpha=moe["alpha"],
-            top_k=moe["top_k"],
-            languages=tied,
-            router_aux_weight=moe["router_aux_weight"],
-            dropout=moe["dropout"],
-        )
-    model.set_stage(stage)
-    return model
-
-
-def build_data(cfg: dict[str, Any], tokenizer: Any, accelerator: Any) -> tuple[Any, LoadStats]:
-    """The encoded training set (built once by the main process, read from the cache by the others).
-    Rejected lines are reported, one line per source; above ``data.max_rejected_fraction`` the run
-    stops here, before training."""
-    stats = LoadStats()
-    with accelerator.main_process_first():
-        dataset = build_dataset(
-            cfg["data"]["train"],
-            tokenizer,
-            max_length=cfg["data"]["max_length"],
-            cache_dir=cfg["data"]["cache_dir"],
-            num_proc=cfg["data"]["num_proc"],
-            stats=stats,
-            max_rejected_fraction=cfg["data"]["max_rejected_fraction"],
-        )
-    if accelerator.is_main_process:
-        for line in stats.rejection_warnings():
-            print(f"openie4pp train: warning: {line}", file=sys.stderr, flush=True)
-    return dataset, stats
-
-
-def build_loader(cfg: dict[str, Any], dataset: Any, tokenizer: Any, languages: Sequence[str]) -> Any:
-    """Length-bucketed batches; ``data.language_temperature`` != 1 resamples each epoch's languages."""
-    sampler = BucketBatchSampler(
-        dataset["length"],
-        cfg["batch_size"],
-        seed=cfg["seed"],
-        bucket_size=cfg["data"]["bucket_size"],
-        languages=list(dataset["lang"]),
-        temperature=cfg["data"]["language_temperature"],
-    )
-    collate = Collator(tokenizer.pad_token_id, languages, 8 if torch.cuda.is_available() else None)
-    # Its own generator: starting an epoch's iterator draws a seed, which must not come from the
-    # global RNG that dropout uses (a resumed run starts its iterator after restoring that RNG).
-    generator = torch.Generator().manual_seed(cfg["seed"])
-    return torch.utils.data.DataLoader(
-        dataset, batch_sampler=sampler, collate_fn=collate, generator=generator
-    )
-
-
-def build_optimizer(cfg: dict[str, Any], model: torch.nn.Module) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters only (what ``set_stage`` left with ``requires_grad``).
-
-    ``optim.head_lr`` (default: ``lr``) is the task heads' own rate: they start from random weights
-    while the encoder is pretrained, and a small encoder's short CPU run leaves them untrained at the
-    encoder's rate (the argument head of a 168-step e5-small run still tagged every word ``O``)."""
-    o = cfg["optim"]
-    head_parameters = getattr(model, "head_parameters", list)
-    heads = {id(p) for p in head_parameters()} if o.get("head_lr") else set()
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    groups = [{"params": [p for p in trainable if id(p) not in heads], "lr": o["lr"]}]
-    if heads:
-        groups.append({"params": [p for p in trainable if id(p) in heads], "lr": o["head_lr"]})
-    return torch.optim.AdamW(
-        [g for g in groups if g["params"]], lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"],
-        weight_decay=o["weight_decay"],
-    )
-
-
-def build_scheduler(cfg: dict[str, Any], optimizer: torch.optim.Optimizer, total_steps: int) -> Any:
-    """Linear warm-up over ``warmup_ratio`` of the steps, then linear decay to 0 (Multi2OIE)."""
-    warmup = int(cfg["optim"]["warmup_ratio"] * total_steps)
-
-    def factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / (warmup + 1)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup))
-
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-
-
-def phases(cfg: dict[str, Any]) -> list[tuple[str, int]]:
-    """``(name, epochs)``: one phase, or for tied experts the per-language phase then the mixture."""
-    if cfg["stage"] == 3 and cfg["moe"]["experts_tied"]:
-        return [("experts", int(cfg["moe"]["expert_epochs"])), ("mixture", int(cfg["epochs"]))]
-    return [("train", int(cfg["epochs"]))]
-
-
-# -- evaluation ----------------------------------------------------------------------------------
-
-
-def dev_eval(
-    cfg: dict[str, Any], acc: Any, model: Any, tokenizer: Any, sentences: list[Any]
-) -> dict[str, Any]:
-    """Extract the dev sentences (split over processes), score on the main process, share the result."""
-    from accelerate.utils import broadcast_object_list, gather_object
-
-    from openie4pp.eval.run import evaluate
-
-    from .extract import Extractor
-
-    unwrapped = acc.unwrap_model(model)
-    ev = cfg["eval"]
-    extractor = Extractor(
-        unwrapped,
-        tokenizer,
-        device=acc.device,
-        batch_size=ev["batch_size"],
-        max_length=cfg["data"]["max_length"],
-        name=Path(cfg["output_dir"]).name,
-    )
-    mine = extractor.records(sentences[acc.process_index :: acc.num_processes])
-    lines = gather_object([r.model_dump_json() for r in mine])
-    unwrapped.train()
-    result: list[Any] = [None]
-    if acc.is_main_process:
-        path = Path(cfg["output_dir"]) / "dev_predictions.jsonl"
-        path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        result = [evaluate(ev["benchmark"], path).summary()]
-    broadcast_object_list(result)
-    return dict(result[0])
+    halted: bool
+    best: float | None
+    """The best dev score (``eval.metric``), None without a dev benchmark."""
+    best_step: int | None
+    evals: list[dict[str, Any]]
+    stage: int
+    steps: int
+    """Optimizer steps taken in this stage (all phases)."""
+    examples: int
+    languages: list[str]
+    processes: int
+    trainable_parameters: int
+    elapsed_s: float
+    data: dict[str, Any]
+    """:meth:`LoadStats.summary`: records, examples, rejected lines per source..."""
 
 
 # -- the recipe ----------------------------------------------------------------------------------
@@ -219,16 +98,16 @@ class TrainRecipe:
     """One stage: :meth:`setup` builds everything, :meth:`train` runs the phases, :meth:`finish`
     writes the model folder and ``metrics.json``. ``state`` is the resumable part."""
 
-    def __init__(self, cfg: dict[str, Any]) -> None:
+    def __init__(self, cfg: RecipeConfig) -> None:
         from accelerate import Accelerator, DistributedDataParallelKwargs
 
         check_before_training(cfg)  # before anything is loaded: every process, the same files
         self.cfg = cfg
-        self.out = Path(cfg["output_dir"])
-        self.tied = cfg["stage"] == 3 and bool(cfg["moe"]["experts_tied"])
+        self.out = cfg.output_path
+        self.tied = cfg.stage == 3 and cfg.moe.experts_tied
         self.acc = Accelerator(
-            mixed_precision=cfg["mixed_precision"] if torch.cuda.is_available() else "no",
-            gradient_accumulation_steps=cfg["grad_accum"],
+            mixed_precision=cfg.mixed_precision if torch.cuda.is_available() else "no",
+            gradient_accumulation_steps=cfg.grad_accum,
             rng_types=[],  # batch order comes from the sampler's own seeded generator
             # the per-language phase leaves the routers out of the graph
             kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=self.tied)],
@@ -245,55 +124,50 @@ class TrainRecipe:
     def setup(self) -> None:
         from accelerate.utils import set_seed
 
-        from .data import load_records
-
         cfg, acc = self.cfg, self.acc
-        set_seed(cfg["seed"])
+        set_seed(cfg.seed)
         if acc.is_main_process:
-            if cfg["overwrite"]:
+            if cfg.overwrite:
                 clear_stale_artefacts(self.out)
             self.out.mkdir(parents=True, exist_ok=True)
         acc.wait_for_everyone()
         self.tokenizer = build_tokenizer(cfg)
         self.dataset, self.stats = build_data(cfg, self.tokenizer, acc)
-        model = build_model(cfg, cfg["languages"] or sorted(set(self.dataset["lang"])))
+        model = build_model(cfg, cfg.languages or sorted(set(self.dataset["lang"])))
         loader = build_loader(cfg, self.dataset, self.tokenizer, model.config.languages)
         self.sampler: BucketBatchSampler = loader.batch_sampler
         self.model, self.loader = acc.prepare(model, loader)
         self.unwrapped = acc.unwrap_model(self.model)
-        bench = cfg["eval"]["benchmark"]
-        self.dev = (
-            [r.sentence for r in load_records([{"benchmark": bench, "limit": cfg["eval"]["limit"]}])]
-            if bench
-            else []
-        )
+        self.dev = dev_sentences(cfg)
         self.log_path = self.out / "log.jsonl"
         checkpoint = self.out / "checkpoint"
-        if cfg["resume"] and (checkpoint / "trainer_state.json").is_file():
+        if cfg.resume and (checkpoint / "trainer_state.json").is_file():
             self.resumed = load_checkpoint(acc, self.model, checkpoint)
             self.state.update({k: v for k, v in self.resumed.items() if not k.startswith("_")})
-            if acc.is_main_process and self.log_path.is_file():  # drop what was logged after it
-                lines = self.log_path.read_text().splitlines()
-                rows = [(line, json.loads(line)) for line in lines]
-                kept = [(line, row) for line, row in rows if row["step"] <= self.state["step"]]
-                self.log_path.write_text("".join(line + "\n" for line, _ in kept))
-                self.counted = {(row["phase"], row["epoch"]) for _, row in kept if "languages" in row}
+            if acc.is_main_process and self.log_path.is_file():
+                self._cut_log()
         elif acc.is_main_process:
             self.log_path.write_text("")
+
+    def _cut_log(self) -> None:
+        """Drop what was logged after the checkpoint's step; an epoch whose first line is kept keeps
+        its language counts (they are not logged twice)."""
+        rows = [(line, json.loads(line)) for line in self.log_path.read_text().splitlines()]
+        kept = [(line, row) for line, row in rows if row["step"] <= self.state["step"]]
+        self.log_path.write_text("".join(line + "\n" for line, _ in kept))
+        self.counted = {(row["phase"], row["epoch"]) for _, row in kept if "languages" in row}
 
     def train(self) -> None:
         cfg, acc, state = self.cfg, self.acc, self.state
         local = math.ceil(self.sampler.num_batches() / acc.num_processes)
-        per_epoch = math.ceil(local / cfg["grad_accum"])
+        per_epoch = math.ceil(local / cfg.grad_accum)
         for index, (phase, epochs) in enumerate(phases(cfg)):
             if index < state["phase"]:
                 continue
             if self.tied:
                 self.unwrapped.set_language_routing(phase == "experts")
-            total = (
-                epochs * per_epoch if cfg["max_steps"] is None else min(epochs * per_epoch, cfg["max_steps"])
-            )
-            self.optimizer = acc.prepare(build_optimizer(cfg, self.unwrapped))
+            total = epochs * per_epoch if cfg.max_steps is None else min(epochs * per_epoch, cfg.max_steps)
+            self.optimizer = acc.prepare(build_optimizer(cfg.optim, self.unwrapped))
             self.scheduler = build_scheduler(cfg, self.optimizer, total)
             if self.resumed and index == state["phase"]:
                 self.optimizer.load_state_dict(self.resumed["_optimizer"])
@@ -314,9 +188,9 @@ class TrainRecipe:
         from tqdm.auto import tqdm
 
         cfg, acc, state, model = self.cfg, self.acc, self.state, self.model
-        shown = cfg["progress"] and acc.is_main_process
+        shown = cfg.progress and acc.is_main_process
         bar = tqdm(
-            total=total, initial=state["phase_step"], desc=f"stage {cfg['stage']} {phase}", disable=not shown
+            total=total, initial=state["phase_step"], desc=f"stage {cfg.stage} {phase}", disable=not shown
         )
         window: list[list[float]] = []
         model.train()
@@ -328,7 +202,7 @@ class TrainRecipe:
                     output = model(**batch)
                     acc.backward(output.loss)
                     if acc.sync_gradients:
-                        acc.clip_grad_norm_(model.parameters(), cfg["optim"]["max_grad_norm"])
+                        acc.clip_grad_norm_(model.parameters(), cfg.optim.max_grad_norm)
                     self.optimizer.step()
                     self.optimizer.zero_grad()
                 state["batch"] += 1
@@ -342,22 +216,22 @@ class TrainRecipe:
                 state["phase_step"] += 1
                 bar.update(1)
                 step = state["step"]
-                if step % cfg["log_every"] == 0 or state["phase_step"] == total:
+                if step % cfg.log_every == 0 or state["phase_step"] == total:
                     bar.set_postfix(loss=f"{self._log(window, phase):.4f}")
                     window = []
-                if self.dev and cfg["eval"]["every"] and step % cfg["eval"]["every"] == 0:
+                if self.dev and cfg.eval.every and step % cfg.eval.every == 0:
                     self._evaluate()
-                halt = cfg["halt_at_step"] is not None and step >= cfg["halt_at_step"]
-                if halt or (cfg["checkpoint_every"] and step % cfg["checkpoint_every"] == 0):
+                halt = cfg.halt_at_step is not None and step >= cfg.halt_at_step
+                if halt or (cfg.checkpoint_every and step % cfg.checkpoint_every == 0):
                     self._checkpoint()
                 state["halted"] = halt
                 if halt or state["phase_step"] >= total:
                     break
             else:  # the epoch ran to its end
                 state.update(epoch=state["epoch"] + 1, batch=0)
-                if self.dev and not cfg["eval"]["every"]:
+                if self.dev and not cfg.eval.every:
                     self._evaluate()
-                if not cfg["checkpoint_every"]:
+                if not cfg.checkpoint_every:
                     self._checkpoint()
             if state["halted"]:
                 break
@@ -396,45 +270,49 @@ class TrainRecipe:
     def _evaluate(self) -> None:
         """Score on the dev benchmark; ``best/`` keeps the best model so far (ties: the later one)."""
         result = dev_eval(self.cfg, self.acc, self.model, self.tokenizer, self.dev)
-        value, state = result.get(self.cfg["eval"]["metric"]), self.state
+        value, state = result.get(self.cfg.eval.metric), self.state
         state["evals"].append({"step": state["step"], **result})
         if value is not None and (state["best"] is None or value >= state["best"]):
             state["best"], state["best_step"] = value, state["step"]
-            save_model_folder(self.acc, self.model, self.tokenizer, self.cfg, self.out / "best")
+            self._save_model_folder(self.out / "best")
         self.acc.wait_for_everyone()
 
-    def finish(self) -> dict[str, Any]:
+    def _save_model_folder(self, folder: Path) -> None:
+        save_model_folder(self.acc, self.model, self.tokenizer, self.cfg.model_dump(), folder)
+
+    def finish(self) -> TrainMetrics:
         """The stage's model folder (best dev checkpoint when scored, else the last weights) and metrics."""
         acc, state, model = self.acc, self.state, self.unwrapped
-        metrics: dict[str, Any] = {
-            key: state[key] for key in ("step", "halted", "best", "best_step", "evals")
-        }
-        stats = self.stats
-        metrics.update(
-            stage=self.cfg["stage"],
-            steps=metrics.pop("step"),
+        metrics = TrainMetrics(
+            halted=state["halted"],
+            best=state["best"],
+            best_step=state["best_step"],
+            evals=state["evals"],
+            stage=self.cfg.stage,
+            steps=state["step"],
             examples=len(self.dataset),
             languages=list(model.config.languages),
             processes=acc.num_processes,
             trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
             elapsed_s=round(time.time() - self.started, 3),
-            data=stats.summary(),
+            data=self.stats.summary(),
         )
         if not state["halted"]:
             if state["best"] is not None and (self.out / "best").is_dir():
                 if acc.is_main_process:
                     shutil.copytree(self.out / "best", self.out, dirs_exist_ok=True)
             else:
-                save_model_folder(acc, self.model, self.tokenizer, self.cfg, self.out)
+                self._save_model_folder(self.out)
         if acc.is_main_process:
-            (self.out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
+            (self.out / "metrics.json").write_text(json.dumps(metrics.model_dump(), indent=1) + "\n")
         acc.wait_for_everyone()
         acc.end_training()
         return metrics
 
 
-def train(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Run one stage as configured; returns the metrics also written to ``metrics.json``."""
+def train(cfg: RecipeConfig) -> TrainMetrics:
+    """Run one stage as configured (:func:`load_config`); returns the metrics also written to
+    ``metrics.json``."""
     recipe = TrainRecipe(cfg)
     recipe.setup()
     recipe.train()

@@ -19,21 +19,19 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from openie4pp import benchmarks
 from openie4pp.errors import RunProblems, UsageError
 from openie4pp.schema import Record, canonical_lang
 
-# Benchmark files usable as training / dev data by name: format and path below the benchmarks folder.
-BENCHMARK_SOURCES: dict[str, tuple[str, str]] = {
-    "carb-dev": ("carb", "carb/gold_dev.tsv"),
-    "carb-test": ("carb", "carb/gold_test.tsv"),
-    "oie2016-dev": ("oie2016-conll", "oie2016/dev.oie.conll.txt"),
-    "re-oie2016-en": ("re-oie2016", "re-oie2016/Re-OIE2016.json"),
-    "re-oie2016-es": ("re-oie2016", "re-oie2016/Re-OIE2016-Spanish.json"),
-    "re-oie2016-pt": ("re-oie2016", "re-oie2016/Re-OIE2016-Portuguese.json"),
-    "benchie-en": ("benchie", "benchie/benchie_gold_annotations_en.txt"),
-    "benchie-zh": ("benchie", "benchie/benchie_gold_annotations_zh.txt"),
-    "benchie-de": ("benchie", "benchie/benchie_gold_annotations_de.txt"),
-}
+from .validation_errors import describe
+
+
+def check_benchmark_name(name: str) -> str:
+    """``name`` if :mod:`openie4pp.benchmarks` knows it, else a ``ValueError`` listing the known ones."""
+    try:
+        return benchmarks.get(name).name
+    except KeyError as error:
+        raise ValueError(error.args[0]) from None
 
 
 class SourceSpec(BaseModel):
@@ -66,8 +64,8 @@ class SourceSpec(BaseModel):
     @field_validator("benchmark")
     @classmethod
     def _benchmark(cls, value: str | None) -> str | None:
-        if value is not None and value not in BENCHMARK_SOURCES:
-            raise ValueError(f"unknown benchmark {value!r} (known: {', '.join(BENCHMARK_SOURCES)})")
+        if value is not None:
+            check_benchmark_name(value)
         return value
 
     @field_validator("format")
@@ -89,8 +87,6 @@ class SourceSpec(BaseModel):
 def check_source_spec(spec: Any) -> str | dict[str, Any]:
     """A source as written in the config (a name, a path, or a mapping), checked and normalised:
     a mapping's language tags become canonical. ``ValueError`` with a one-line reason otherwise."""
-    from .config import describe
-
     if isinstance(spec, Path):
         return str(spec)
     if isinstance(spec, str):
@@ -105,12 +101,13 @@ def check_source_spec(spec: Any) -> str | dict[str, Any]:
     try:
         return SourceSpec.model_validate(dict(spec)).model_dump(exclude_none=True)
     except ValidationError as error:
-        raise ValueError(describe(error)) from None
+        raise ValueError("." + describe(error)) from None  # .limit: ..., the key inside the source
 
 
 @dataclass(frozen=True)
-class Source:
-    """One data source. ``format`` is ``None`` for OpenIE4++ records (shard folder or JSONL file),
+class DataSource:
+    """One data source of training records (not :class:`openie4pp.schema.Source`, the kind of a
+    record's provenance). ``format`` is ``None`` for OpenIE4++ records (shard folder or JSONL file),
     else a converter name of :mod:`openie4pp.formats.registry`. ``limit`` keeps the first records
     (for smoke runs and tests); ``langs`` keeps only those languages (canonical tags). ``name`` is
     how reports and ``metrics.json`` call it: the benchmark name or the path as given."""
@@ -123,25 +120,23 @@ class Source:
     name: str = ""
 
     @classmethod
-    def parse(cls, spec: str | Path | Mapping[str, Any] | Source) -> Source:
+    def parse(cls, spec: str | Path | Mapping[str, Any] | DataSource) -> DataSource:
         """``"carb-dev"`` (a benchmark name), ``"path/to/shards"``, or a mapping with ``path`` or
-        ``benchmark`` plus optional ``format``, ``lang``, ``limit``, ``langs``. A bad spec is a
-        ``UsageError``; a benchmark name needs the benchmarks folder (``FileNotFoundError``)."""
-        if isinstance(spec, Source):
+        ``benchmark`` plus optional ``format``, ``lang``, ``limit``, ``langs``; a benchmark's gold
+        file and format come from :mod:`openie4pp.benchmarks`. A bad spec is a ``UsageError``."""
+        if isinstance(spec, DataSource):
             return spec
         try:
             checked = check_source_spec(spec)
         except ValueError as error:
-            raise UsageError(f"data source {spec!r:.80}: {error}") from None
+            raise UsageError(f"data source {spec!r:.80}: {str(error).removeprefix('.')}") from None
         if isinstance(checked, str):
-            checked = {"benchmark": checked} if checked in BENCHMARK_SOURCES else {"path": checked}
+            checked = {"benchmark": checked} if checked in benchmarks.BENCHMARKS else {"path": checked}
         fmt = checked.get("format")
         if "benchmark" in checked:
-            from openie4pp.paths import benchmarks_dir
-
             name = checked["benchmark"]
-            fmt, relative = BENCHMARK_SOURCES[name]
-            path = benchmarks_dir() / relative
+            benchmark = benchmarks.get(name)
+            fmt, path = benchmark.format, benchmark.gold_path()
         else:
             name = checked["path"]
             path = Path(name).expanduser()
@@ -242,30 +237,22 @@ class LoadStats:
 
 
 def load_records(
-    sources: Iterable[str | Path | Mapping[str, Any] | Source], stats: LoadStats | None = None
+    sources: Iterable[str | Path | Mapping[str, Any] | DataSource], stats: LoadStats | None = None
 ) -> Iterator[Record]:
     """Stream the records of every source in order, with canonical language tags; rejected lines
     are counted in ``stats`` (per source, with reasons and locations) and skipped."""
-    from openie4pp.formats.registry import convert
-    from openie4pp.shards import iter_records
-
     stats = stats if stats is not None else LoadStats()
     for spec in sources:
-        source = Source.parse(spec)
+        source = DataSource.parse(spec)
         if not source.path.exists():
             raise FileNotFoundError(f"{source.path}: data source not found")
-        items = (
-            iter_records(source.path)
-            if source.format is None
-            else convert(source.format, source.path, source.lang)
-        )
         kept, label = 0, source.label
-        for item in items:
+        for item in _items(source):
             if source.limit is not None and kept >= source.limit:
                 break
             stats.read_by_source[label] += 1
-            if not isinstance(item, Record):
-                stats.reject(label, item.reason.value, item.location())
+            if isinstance(item, tuple):
+                stats.reject(label, *item)
                 continue
             try:
                 item = _with_canonical_lang(item)
@@ -277,6 +264,28 @@ def load_records(
             kept += 1
             stats.records += 1
             yield item
+
+
+def _items(source: DataSource) -> Iterator[Record | tuple[str, str]]:
+    """The source's records, and for each line that is none ``(reason, location)``.
+
+    OpenIE4++ records (a shard folder or a JSONL file) come through :func:`openie4pp.sources.read_source`,
+    the project's one reader of inputs. Gold files and files in another format go through their
+    converter, whose refusals are counted here as rejected lines (``read_source`` leaves a benchmark's
+    to ``openie4pp convert``): a training run reports every line it did not train on."""
+    from openie4pp.formats.registry import convert
+    from openie4pp.sources import RecordRow, SourceProblem, read_source
+
+    if source.format is not None:
+        for item in convert(source.format, source.path, source.lang):
+            yield item if isinstance(item, Record) else (item.reason.value, item.location())
+        return
+    for row in read_source(source.path, "records", option="data source"):
+        if isinstance(row, RecordRow):
+            yield row.record
+        elif isinstance(row, SourceProblem):
+            where = f"{row.where}:{row.field}" if row.field else str(row.where)
+            yield row.reason.value, where
 
 
 def _with_canonical_lang(record: Record) -> Record:

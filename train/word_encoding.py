@@ -26,11 +26,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-_UNSPACED = re.compile(
-    "[\u0e00-\u0e7f\u0e80-\u0eff\u1000-\u109f\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
-    "\uf900-\ufaff\uff00-\uffef\U00020000-\U0002fa1f]"
-)
-"""Scripts and punctuation written without spaces between words (Thai, Lao, Myanmar, CJK)."""
+from openie4pp.text import CJK_PUNCTUATION, NO_SPACE_SCRIPTS
+
+_UNSPACED = re.compile(rf"[{NO_SPACE_SCRIPTS}{CJK_PUNCTUATION}]")
+"""Scripts and punctuation written without spaces between words (Thai, Lao, Myanmar, Khmer, CJK)."""
 
 
 @dataclass(frozen=True)

@@ -50,7 +50,8 @@ class CachedBackend:
 
     Only successful answers are stored; whether an answer is *valid* is the pipeline's call, so it
     can :meth:`forget` one that failed validation before re-asking. Coalesced waiters (identical
-    request already in flight) count as hits: they cost no request.
+    request already in flight) get the answer as ``cached`` too: they cost no request (the run's
+    statistics count hits from that flag).
     """
 
     def __init__(self, inner: Backend, path: str | Path) -> None:
@@ -58,8 +59,6 @@ class CachedBackend:
         self.model = inner.model
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.hits = 0
-        self.misses = 0
         self._lock = threading.Lock()  # one connection; `forget`/`len` may come from other threads
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -90,11 +89,9 @@ class CachedBackend:
                 return shared
             stored = self._get(key)
             if stored is not None:
-                self.hits += 1
                 return stored
             if key not in self._in_flight:  # nobody started it while we looked: we ask
                 break
-        self.misses += 1
         future: asyncio.Future[ChatResponse] = asyncio.get_running_loop().create_future()
         self._in_flight[key] = future
         try:
@@ -123,7 +120,6 @@ class CachedBackend:
             response = await asyncio.shield(pending)
         except _OwnerCancelled:
             return None
-        self.hits += 1
         return dataclasses.replace(response, cached=True, latency_s=0.0, retries=0)
 
     async def forget(self, request: ChatRequest) -> bool:

@@ -20,8 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ...atomic import atomic_writer, write_text_atomic
 from ...errors import ModelIntegrityError, UsageError
-from ...paths import atomic_writer, cache_dir, write_text_atomic
+from ...paths import cache_dir
 
 __all__ = ["DEFAULT_MODEL", "MODELS", "EmbeddedModel", "ModelIntegrityError", "assemble", "cache_dir",
            "installed", "part_paths", "resolve_model", "verify"]

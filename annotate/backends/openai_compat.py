@@ -7,15 +7,9 @@ and a server's ``Retry-After`` wins over our backoff. Structured output is negot
 (json_schema -> json_object+schema -> schema in the prompt) because servers differ in what they
 accept, and a 400 for an unsupported ``response_format`` must not fail the request.
 
-Span constraints (issue 11, ``--constrain spans``): a request that carries a
-:class:`~openie4pp.annotate.constraints.SpanConstraint` is sent, per endpoint, with the first kind
-that endpoint accepts: llama.cpp's top-level ``grammar`` (no ``response_format`` then), vLLM's
-``structured_outputs: {"grammar": ...}``, vLLM's older ``guided_grammar``, a strict ``json_schema``
-whose strings are enums of the spans (where the enum fits OpenAI's limits), else none (today's
-request). A 400/422 (or llama-cpp-python's 500 quoting its validation error) that names the field
-steps down, remembered per endpoint. Servers that *ignore* an unknown field (vLLM, llama.cpp) answer
-200 unconstrained: an answer with a string that is not a span of the sentence is taken as that, and
-the endpoint steps down for later requests. Grounding stays the safety net either way.
+Span constraints (issue 11, ``--constrain spans``) and structured output are negotiated per
+endpoint in the same way (:mod:`.negotiation`); the body each endpoint gets is built by :mod:`.wire`.
+Grounding stays the safety net either way.
 
 Limits (issue 10): an endpoint URL is checked when the backend is built (http/https, a host, no
 user:password); its query (``?api-version=``) stays on every request and out of everything
@@ -28,11 +22,10 @@ cannot bench the only endpoint; and a :class:`~.breaker.CircuitBreaker` stops th
 from __future__ import annotations
 
 import asyncio
-import json
+import importlib.util
 import logging
 import math
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -42,44 +35,43 @@ from tenacity.wait import wait_random_exponential
 
 from openie4pp.errors import UsageError
 from openie4pp.redact import redactor, scrub_logs, url_secrets
+from openie4pp.schema import SpanConstraintKind
 
-from ..llm import ChatRequest, ChatResponse, ConstraintKind, RequestFailed, StructuredMode
-from . import append_schema_instruction
+from ..llm import ChatRequest, ChatResponse, RequestFailed, StructuredMode
 from .breaker import CircuitBreaker, EndpointHealth
+from .negotiation import (
+    CONSTRAINT_ORDER,
+    MODE_ORDER,
+    EndpointFormat,
+    check_obeyed,
+    constraint_for,
+    error_text,
+    negotiate_constraint,
+    negotiate_mode,
+)
 from .transport import (
     DEFAULT_MAX_RESPONSE_BYTES,
+    AiohttpTransport,
     AnswerTooLarge,
     HTTPAnswer,
-    HTTPClientSetting,
     Transport,
     TransportConnectionError,
     TransportTimeout,
     check_endpoint_url,
     endpoint_name,
     is_loopback,
-    make_transport,
     parse_retry_after,
-    resolve_http_client,
 )
+from .wire import BadCompletion, encode_body, parse_completion
 
 __all__ = ["OpenAICompatBackend", "check_endpoint_url", "endpoint_name", "is_loopback", "parse_retry_after"]
 
 log = logging.getLogger(__name__)
 
 StructuredSetting = Literal["auto", "json_schema", "json_object", "none"]
-_MODE_ORDER: tuple[StructuredMode, ...] = ("json_schema", "json_object", "none")
-_FORMAT_WORDS = ("response_format", "json_schema", "json_object", "schema", "grammar", "structured")
 ConstraintSetting = Literal["auto", "grammar", "structured_outputs", "guided_grammar", "json_schema_enum",
                             "none"]
-_CONSTRAINT_ORDER: tuple[ConstraintKind, ...] = (
-    "grammar", "structured_outputs", "guided_grammar", "json_schema_enum", "none")
-_CONSTRAINT_WORDS: dict[ConstraintKind, tuple[str, ...]] = {
-    "grammar": ("grammar",),
-    "structured_outputs": ("structured_outputs", "grammar"),
-    "guided_grammar": ("guided_grammar", "guided", "grammar"),
-    "json_schema_enum": ("response_format", "json_schema", "schema", "enum", "strict"),
-}
-"""Words in an error body that show it rejects the constraint field sent (not something else)."""
+HTTPClientSetting = Literal["auto", "aiohttp", "openai"]
 _RETRY_STATUSES = frozenset({408, 409, 429})
 _LIBRARY_LOGGERS = ("openai", "openai._base_client", "httpx", "httpx2", "httpcore", "aiohttp.client")
 """Loggers of the HTTP libraries below us that print request URLs (query included) at INFO/DEBUG."""
@@ -107,20 +99,14 @@ class _Fatal(Exception):
         self.status = status
 
 
-@dataclass(eq=False)
-class _Endpoint:
-    name: str
+@dataclass(eq=False, kw_only=True)
+class _Endpoint(EndpointFormat):
+    """One endpoint: how to reach it, what it accepts (negotiated), how loaded and healthy it is."""
+
     transport: Transport
-    mode: StructuredMode
     in_flight: int = 0
-    failures: int = 0
-    """Failed attempts in a row (for :meth:`OpenAICompatBackend.endpoint_stats`)."""
     benched_until: float = 0.0
-    served: int = 0
-    max_tokens_field: str = "max_tokens"
     health: EndpointHealth = field(default_factory=EndpointHealth)
-    constraint: ConstraintKind = "grammar"
-    """The span-constraint kind to send next (stepped down as the endpoint rejects or ignores kinds)."""
 
 
 def _check_number(name: str, value: Any, *, integer: bool = False, minimum: float = 0.0,
@@ -135,14 +121,27 @@ def _check_number(name: str, value: Any, *, integer: bool = False, minimum: floa
         raise UsageError(f"{name}{flag} must be {what} {bound}, not {value!r}")
 
 
-def _schema_name(name: str) -> str:
-    """OpenAI wants ``^[a-zA-Z0-9_-]{1,64}$`` for json_schema names."""
-    return (re.sub(r"[^A-Za-z0-9_-]", "_", name) or "answer")[:64]
+def resolve_http_client(setting: str) -> Literal["aiohttp", "openai"]:
+    """``auto`` is aiohttp where it is installed (see :mod:`.transport` for why), else the SDK."""
+    if setting not in ("auto", "aiohttp", "openai"):
+        raise UsageError(f"http client must be auto, aiohttp or openai, not {setting!r}")
+    has_aiohttp = importlib.util.find_spec("aiohttp") is not None
+    if setting == "aiohttp" and not has_aiohttp:
+        raise UsageError("the aiohttp HTTP client is not installed: pip install 'openai[aiohttp]'")
+    if setting == "auto":
+        return "aiohttp" if has_aiohttp else "openai"
+    return setting  # type: ignore[return-value]
 
 
-def _error_text(answer: HTTPAnswer) -> str:
-    """The error body as text (servers put their reason there, as JSON or plain text)."""
-    return answer.content[:2000].decode("utf-8", errors="replace").strip()
+def make_transport(kind: Literal["aiohttp", "openai"], base_url: str, api_key: str | None, *,
+                   timeout_s: float, max_in_flight: int,
+                   max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> Transport:
+    if kind == "aiohttp":
+        return AiohttpTransport(base_url, api_key, timeout_s=timeout_s, max_response_bytes=max_response_bytes)
+    from .sdk_transport import OpenAISDKTransport  # needs the SDK's HTTP library: only when chosen
+
+    return OpenAISDKTransport(base_url, api_key, timeout_s=timeout_s, max_in_flight=max_in_flight,
+                              max_response_bytes=max_response_bytes)
 
 
 class OpenAICompatBackend:
@@ -170,10 +169,10 @@ class OpenAICompatBackend:
             raise UsageError("OpenAICompatBackend needs at least one endpoint URL")
         for url in endpoints:
             check_endpoint_url(url, api_key_env)
-        if structured not in ("auto", *_MODE_ORDER):
+        if structured not in ("auto", *MODE_ORDER):
             raise UsageError(f"structured must be auto, json_schema, json_object or none, not {structured!r}")
-        if constrain_via not in ("auto", *_CONSTRAINT_ORDER):
-            raise UsageError(f"constrain_via must be auto or one of {', '.join(_CONSTRAINT_ORDER)}, "
+        if constrain_via not in ("auto", *CONSTRAINT_ORDER):
+            raise UsageError(f"constrain_via must be auto or one of {', '.join(CONSTRAINT_ORDER)}, "
                              f"not {constrain_via!r}")
         _check_number("timeout_s", timeout_s)
         for name, value in (("bench_s", bench_s), ("max_retry_wait_s", max_retry_wait_s),
@@ -200,7 +199,7 @@ class OpenAICompatBackend:
         self._redact = redactor(secrets)  # a server may echo the key (OpenAI's 401 does) or our URL
         scrub_logs(_LIBRARY_LOGGERS, secrets)
         start_mode: StructuredMode = "json_schema" if structured == "auto" else structured
-        start_constraint: ConstraintKind = "grammar" if constrain_via == "auto" else constrain_via
+        start_constraint: SpanConstraintKind = "grammar" if constrain_via == "auto" else constrain_via
         self.http_client = resolve_http_client(http_client)
         self._endpoints = [
             _Endpoint(name=endpoint_name(url), mode=start_mode, constraint=start_constraint,
@@ -217,13 +216,6 @@ class OpenAICompatBackend:
         names = ", ".join(ep.name for ep in self._endpoints)
         return (f"OpenAICompatBackend(model={self.model!r}, endpoints=[{names}], "
                 f"structured={self.structured!r}, http_client={self.http_client!r})")
-
-    def endpoint_stats(self) -> list[dict[str, Any]]:
-        """Per endpoint: requests served, in flight, structured mode, and whether it is benched now."""
-        now = time.monotonic()
-        return [{"endpoint": ep.name, "served": ep.served, "in_flight": ep.in_flight, "mode": ep.mode,
-                 "benched": ep.benched_until > now, "failures": ep.failures, "constraint": ep.constraint}
-                for ep in self._endpoints]
 
     async def aclose(self) -> None:
         for ep in self._endpoints:
@@ -336,7 +328,6 @@ class OpenAICompatBackend:
         log.warning("endpoint %s benched for %.1fs: %s", ep.name, self.bench_s, why)
 
     def _connection_failed(self, ep: _Endpoint, rid: int, detail: str) -> _Retryable:
-        ep.failures += 1
         self._breaker.attempt_failed(detail)
         failures, distinct = ep.health.connection_failed(rid)
         if self._should_bench(ep, failures, distinct):
@@ -344,7 +335,6 @@ class OpenAICompatBackend:
         return _Retryable(detail, status=None, endpoint=ep, endpoint_fault=True)
 
     def _server_failed(self, ep: _Endpoint, rid: int, detail: str) -> None:
-        ep.failures += 1
         self._breaker.attempt_failed(detail)
         failed, seen = ep.health.server_failed(rid)
         if 2 * failed >= seen and self._should_bench(ep, failed, failed):
@@ -363,10 +353,10 @@ class OpenAICompatBackend:
 
     async def _call(self, ep: _Endpoint, request: ChatRequest, rid: int) -> ChatResponse:
         mode: StructuredMode = ep.mode if request.schema is not None else "none"
-        constraint = self._constraint_for(ep, request, ep.constraint)
+        constraint = constraint_for(request, ep.constraint)
         while True:
             try:
-                answer = await ep.transport.post(self._body(ep, request, mode, constraint))
+                answer = await ep.transport.post(encode_body(self.model, ep, request, mode, constraint))
             except TransportTimeout:
                 raise self._connection_failed(ep, rid, f"{ep.name}: timed out") from None
             except TransportConnectionError as exc:
@@ -377,111 +367,32 @@ class OpenAICompatBackend:
             if 200 <= answer.status < 300:
                 break
             if constraint != "none":
-                lower_constraint = self._negotiate_constraint(ep, request, constraint, answer)
+                lower_constraint = negotiate_constraint(ep, request, constraint, answer,
+                                                        pinned=self.constrain_via != "auto")
                 if lower_constraint is not None:
                     constraint = lower_constraint
                     continue
-            lower = self._negotiate(ep, request, mode, answer)
+            lower = negotiate_mode(ep, request, mode, answer, pinned=self.structured != "auto")
             if lower is None:
                 raise self._classify(ep, answer, rid)
             mode = lower
-        ep.failures = 0
         ep.health.succeeded(rid)
         if self._breaker.failing_since is not None:
             self._breaker.success()
-        ep.served += 1
-        content, prompt_tokens, completion_tokens = _parse_completion(ep, answer.content)
+        try:
+            content, prompt_tokens, completion_tokens = parse_completion(answer.content)
+        except BadCompletion as exc:  # retried without blaming the endpoint
+            raise _Retryable(f"{ep.name}: {exc}", status=None, endpoint=ep) from None
         if constraint != "none":
-            constraint = self._check_obeyed(ep, request, constraint, content)
+            constraint = check_obeyed(ep, request, constraint, content, pinned=self.constrain_via != "auto")
         structured: StructuredMode = "json_schema" if constraint == "json_schema_enum" else (
             "none" if constraint != "none" else mode)
         return ChatResponse(content=content, model=self.model, endpoint=ep.name, prompt_tokens=prompt_tokens,
                             completion_tokens=completion_tokens, structured=structured, constraint=constraint)
 
-    # -- span constraints ---------------------------------------------------------------------
-
-    def _constraint_for(self, ep: _Endpoint, request: ChatRequest, kind: ConstraintKind) -> ConstraintKind:
-        """``kind`` or the first kind below it that can carry ``request``'s constraint ("none" for a
-        request without one; the enum kind needs an enum schema, which long sentences do not get)."""
-        if request.constraint is None:
-            return "none"
-        if kind == "json_schema_enum" and (request.constraint.enum_schema is None or request.schema is None):
-            return "none"
-        return kind
-
-    def _step_down(self, ep: _Endpoint, request: ChatRequest, kind: ConstraintKind,
-                   why: str) -> ConstraintKind:
-        """The kind after ``kind`` for this request; the endpoint remembers it (never upgraded again)."""
-        following = _CONSTRAINT_ORDER[_CONSTRAINT_ORDER.index(kind) + 1]
-        if _CONSTRAINT_ORDER.index(following) > _CONSTRAINT_ORDER.index(ep.constraint):
-            log.info("endpoint %s %s span constraint %s; using %s from now on", ep.name, why, kind, following)
-            ep.constraint = following
-        return self._constraint_for(ep, request, following)
-
-    def _negotiate_constraint(self, ep: _Endpoint, request: ChatRequest, kind: ConstraintKind,
-                              answer: HTTPAnswer) -> ConstraintKind | None:
-        """The next constraint kind after a 400/422 (or llama-cpp-python's quoting 500) that rejects
-        the field sent, or None when the error is about something else (or the kind is pinned)."""
-        text = _error_text(answer).lower()
-        words = _CONSTRAINT_WORDS.get(kind, ())
-        if answer.status not in (400, 422, 500) or not any(word in text for word in words):
-            return None
-        if answer.status == 500 and not ("validation" in text or "grammar" in text):
-            return None  # any other 500 is a server fault, for the retry policy
-        if "max_completion_tokens" in text and ep.max_tokens_field == "max_tokens":
-            return None  # the other negotiation's business; the constraint stays
-        if self.constrain_via != "auto":
-            return None
-        return self._step_down(ep, request, kind, f"rejected (HTTP {answer.status})")
-
-    def _check_obeyed(self, ep: _Endpoint, request: ChatRequest, kind: ConstraintKind,
-                      content: str) -> ConstraintKind:
-        """``kind``, or "none" if the answer shows the endpoint ignored it (a string that is no span,
-        or an answer that does not even start as JSON: both impossible under the constraint); then
-        later requests to it step down. An answer that starts as JSON but does not parse was cut
-        off at ``max_tokens``: that says nothing about the endpoint."""
-        assert request.constraint is not None
-        bad = request.constraint.violations(content)
-        if bad is None and content.lstrip().startswith("{"):
-            return kind
-        if not bad and bad is not None:
-            return kind
-        if self.constrain_via == "auto":
-            why = f"{bad[0][:40]!r} is not a span of the sentence" if bad else f"prose: {content[:40]!r}"
-            self._step_down(ep, request, kind, f"ignored ({why})")
-        return "none"
-
-    def _negotiate(self, ep: _Endpoint, request: ChatRequest, mode: StructuredMode,
-                   answer: HTTPAnswer) -> StructuredMode | None:
-        """The next structured mode to try after a 400/422 that rejects the current one, or None.
-
-        Remembered per endpoint (never upgraded again), so the next request goes straight to the
-        mode that works. Negotiation steps are not retries: they do not use up attempts. Also
-        switches ``max_tokens`` to ``max_completion_tokens`` where a server asks for that.
-        """
-        text = _error_text(answer).lower()
-        status = answer.status
-        # llama-cpp-python's server answers an unsupported response_format with a 500 that quotes
-        # its own validation error; any other 500 is a server fault and goes to the retry policy.
-        if status not in (400, 422) and not (status == 500 and "response_format" in text):
-            return None
-        if "max_completion_tokens" in text and ep.max_tokens_field == "max_tokens":
-            ep.max_tokens_field = "max_completion_tokens"
-            return mode
-        if self.structured != "auto" or request.schema is None or mode == "none":
-            return None
-        if not any(word in text for word in _FORMAT_WORDS):
-            return None
-        lower = _MODE_ORDER[_MODE_ORDER.index(mode) + 1]
-        if _MODE_ORDER.index(lower) > _MODE_ORDER.index(ep.mode):
-            log.info("endpoint %s rejected response_format %s (HTTP %d); using %s from now on",
-                     ep.name, mode, status, lower)
-            ep.mode = lower
-        return lower
-
     def _classify(self, ep: _Endpoint, answer: HTTPAnswer, rid: int) -> Exception:
         status = answer.status
-        detail = f"{ep.name}: HTTP {status}: {self._redact(_error_text(answer))[:500]}"
+        detail = f"{ep.name}: HTTP {status}: {self._redact(error_text(answer))[:500]}"
         if status >= 500:
             self._server_failed(ep, rid, detail)
             return _Retryable(detail, status=status, endpoint=ep, endpoint_fault=True,
@@ -490,75 +401,3 @@ class OpenAICompatBackend:
             return _Retryable(detail, status=status, endpoint=ep,
                               retry_after=parse_retry_after(answer.headers))
         return _Fatal(detail, status=status)
-
-    def _body(self, ep: _Endpoint, request: ChatRequest, mode: StructuredMode,
-              constraint: ConstraintKind = "none") -> bytes:
-        """The chat-completions request body, serialised once, as the SDK would (compact UTF-8 JSON)."""
-        return json.dumps(self._build(ep, request, mode, constraint), ensure_ascii=False,
-                          separators=(",", ":"), allow_nan=False).encode()
-
-    def _build(self, ep: _Endpoint, request: ChatRequest, mode: StructuredMode,
-               constraint: ConstraintKind = "none") -> dict[str, Any]:
-        """The JSON body of the chat-completions request."""
-        messages = [m.as_dict() for m in request.messages]
-        kwargs: dict[str, Any] = {"model": self.model, "temperature": request.temperature,
-                                  ep.max_tokens_field: request.max_tokens}
-        if request.seed is not None:
-            kwargs["seed"] = request.seed
-        schema = request.schema
-        span = request.constraint
-        if span is not None and constraint in ("grammar", "structured_outputs", "guided_grammar"):
-            # a grammar replaces response_format (llama.cpp refuses both; vLLM takes one). The
-            # schema is not added to the prompt: the grammar fixes the shape, the prompt says what
-            # each field means, and the schema's ~400 tokens at the prompt's end (past any cached
-            # prefix) cost 8 s per request on two cores with the embedded 1.5B model
-            if constraint == "grammar":
-                kwargs["grammar"] = span.gbnf
-            elif constraint == "structured_outputs":
-                kwargs["structured_outputs"] = {"grammar": span.gbnf}
-            else:
-                kwargs["guided_grammar"] = span.gbnf
-        elif span is not None and span.enum_schema is not None and constraint == "json_schema_enum":
-            kwargs["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": _schema_name(request.schema_name), "schema": span.enum_schema, "strict": True}}
-        elif schema is not None and mode == "json_schema":
-            kwargs["response_format"] = {"type": "json_schema", "json_schema": {
-                "name": _schema_name(request.schema_name), "schema": schema, "strict": False}}
-        elif schema is not None and mode == "json_object":
-            # llama.cpp's extension (the schema next to the type): not in OpenAI's API
-            kwargs["response_format"] = {"type": "json_object", "schema": schema}
-        elif schema is not None:
-            messages = append_schema_instruction(messages, request.schema_name, schema)
-        kwargs["messages"] = messages
-        return kwargs
-
-
-def _parse_completion(ep: _Endpoint, raw: bytes) -> tuple[str, int, int]:
-    """Content, prompt tokens and completion tokens of a chat-completions answer body.
-
-    As lenient as the SDK's ``ChatCompletion``, which it builds without validation: a missing or
-    null ``content`` is "", a missing ``usage`` is 0 tokens. An answer that is not a JSON object
-    or has no choice is a bad response, retried without blaming the endpoint.
-    """
-    try:
-        data = json.loads(raw)
-    except (ValueError, RecursionError):  # RecursionError: an envelope nested thousands deep
-        data = None
-    if not isinstance(data, dict):
-        raise _Retryable(f"{ep.name}: bad response (not a JSON object)", status=None, endpoint=ep)
-    choices = data.get("choices")
-    if not choices or not isinstance(choices, list):
-        raise _Retryable(f"{ep.name}: answer without choices", status=None, endpoint=ep)
-    first = choices[0]
-    message = first.get("message") if isinstance(first, dict) else None
-    content = message.get("content") if isinstance(message, dict) else None
-    usage = data.get("usage")
-    if not isinstance(usage, dict):
-        usage = {}
-    return (content if isinstance(content, str) else "", _count(usage.get("prompt_tokens")),
-            _count(usage.get("completion_tokens")))
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
-

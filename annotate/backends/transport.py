@@ -1,4 +1,4 @@
-"""How a chat-completions body reaches one endpoint: the ``openai`` SDK's client, or plain aiohttp.
+"""How a chat-completions body reaches one endpoint: what every transport says, and plain aiohttp.
 
 :class:`~.openai_compat.OpenAICompatBackend` owns everything that is policy (retries, benching,
 structured-output negotiation, error classification); a transport only moves bytes and says what
@@ -18,31 +18,25 @@ the whole pipeline reaches 0.93 of the ideal rate over aiohttp (1.6 ms of client
 request; a bare aiohttp loop with no pipeline at all reaches 0.96 on the same machine) and 0.69
 over the SDK (4.1 ms per request). aiohttp is also what the SDK itself uses for high concurrency
 (``openai[aiohttp]``), so ``auto`` picks it when it is installed and the SDK otherwise; the wire
-format is the same (a JSON POST with a bearer token), and the tests run both.
+format is the same (a JSON POST with a bearer token), and the tests run both. The SDK's transport
+lives in :mod:`.sdk_transport` (it needs the SDK's HTTP library); this module, which it builds on,
+needs no optional dependency to be imported.
 """
 
 from __future__ import annotations
 
 import asyncio
 import email.utils
-import importlib.util
 import ipaddress
 import time
+import urllib.request
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from openie4pp.errors import UsageError
 from openie4pp.redact import redact_url
-
-HTTPClientSetting = Literal["auto", "aiohttp", "openai"]
-
-POOL_SHARD = 8
-"""Connections per SDK client. An endpoint gets several clients (used in turn) rather than one big
-pool: httpx's pool checks every idle connection (a ``poll`` syscall each) whenever a request
-starts or ends, so its cost per request grows with the pool; at 64 requests in flight one pool
-took about a quarter of the client's CPU (cProfile of benchmarks/annotate_throughput.py)."""
 
 
 @dataclass(frozen=True)
@@ -152,31 +146,8 @@ def parse_retry_after(headers: Any) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
-def resolve_http_client(setting: str) -> Literal["aiohttp", "openai"]:
-    if setting not in ("auto", "aiohttp", "openai"):
-        raise UsageError(f"http client must be auto, aiohttp or openai, not {setting!r}")
-    has_aiohttp = importlib.util.find_spec("aiohttp") is not None
-    if setting == "aiohttp" and not has_aiohttp:
-        raise UsageError("the aiohttp HTTP client is not installed: pip install 'openai[aiohttp]'")
-    if setting == "auto":
-        return "aiohttp" if has_aiohttp else "openai"
-    return setting  # type: ignore[return-value]
-
-
-def make_transport(setting: str, base_url: str, api_key: str | None, *, timeout_s: float,
-                   max_in_flight: int, max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> Transport:
-    kind = resolve_http_client(setting)
-    if kind == "aiohttp":
-        return AiohttpTransport(base_url, api_key, timeout_s=timeout_s, max_response_bytes=max_response_bytes)
-    return OpenAISDKTransport(base_url, api_key, timeout_s=timeout_s, max_in_flight=max_in_flight,
-                              max_response_bytes=max_response_bytes)
-
-
 def env_proxy_for(url: str) -> str | None:
     """The proxy the environment names for ``url`` (``HTTP(S)_PROXY``, minus ``NO_PROXY``), or None."""
-    import urllib.request
-    from urllib.parse import urlsplit
-
     parts = urlsplit(url)
     if urllib.request.proxy_bypass(parts.hostname or ""):
         return None
@@ -249,89 +220,6 @@ class AiohttpTransport:
         if self._session is not None and not self._session.closed and same_loop:
             await self._session.close()
         self._session = self._loop = None
-
-
-class OpenAISDKTransport:
-    """The official SDK's ``AsyncOpenAI.post`` with the body as raw content (the SDK's recursive,
-    type-driven transform of params cost ~2.5 ms of CPU per request) and the raw response back.
-    SDK retries are off: the backend's policy is the only one. The clients' connection pools
-    belong to one event loop, so a call from another loop gets fresh clients."""
-
-    name = "openai"
-
-    def __init__(self, base_url: str, api_key: str | None, *, timeout_s: float, max_in_flight: int,
-                 max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES) -> None:
-        parts = urlsplit(base_url)
-        # the query goes on the request path (the SDK would append paths after it: a 404)
-        self.base_url = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-        self.path = completions_url(base_url)[1]
-        self.api_key, self.timeout_s = api_key, timeout_s
-        self.max_response_bytes = max_response_bytes
-        self.shards = max(1, -(-max_in_flight // POOL_SHARD))
-        self.clients: list[Any] = []
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self.turn = 0
-
-    def _open(self) -> list[Any]:
-        import openai
-
-        loop = asyncio.get_running_loop()
-        if not self.clients or self._loop is not loop:
-            self._loop = loop
-            self.clients = [
-                openai.AsyncOpenAI(base_url=self.base_url, api_key=self.api_key or "not-needed",
-                                   timeout=self.timeout_s, max_retries=0,
-                                   http_client=openai.DefaultAsyncHttpxClient(
-                                       timeout=self.timeout_s, event_hooks={"response": [self._cap]}))
-                for _ in range(self.shards)
-            ]
-        return self.clients
-
-    async def _cap(self, response: Any) -> None:
-        """httpx response hook, run when the headers are in and before any of the body is read:
-        refuse a too-large ``Content-Length`` at once and bound what is read off the wire, also
-        for the error bodies the SDK reads itself."""
-        length = response.headers.get("content-length")
-        if length and length.isdigit() and int(length) > self.max_response_bytes:
-            raise AnswerTooLarge(self.max_response_bytes)
-        from ._sdk_http import CappedStream
-
-        response.stream = CappedStream(response.stream, self.max_response_bytes)
-
-    async def post(self, body: bytes) -> HTTPAnswer:
-        import openai
-
-        from ._sdk_http import HTTPError, Response, StreamError, TimeoutException  # the SDK's HTTP library
-
-        clients = self._open()
-        self.turn += 1
-        client = clients[self.turn % len(clients)]
-        try:
-            # stream=True: the SDK hands back the response unread, and the body is read here,
-            # decoded and capped (a compressed answer cannot expand past the cap either)
-            response = await client.post(self.path, cast_to=Response, content=body,
-                                         stream=True, stream_cls=None)
-            try:
-                content = await read_capped(response.aiter_bytes(), self.max_response_bytes)
-            finally:
-                await response.aclose()
-        except openai.APIStatusError as exc:
-            return HTTPAnswer(exc.status_code, exc.response.headers, exc.response.content)
-        except openai.APITimeoutError:
-            raise TransportTimeout("timed out") from None
-        except openai.APIConnectionError as exc:
-            raise TransportConnectionError(str(exc.__cause__ or exc)) from None
-        except TimeoutException:  # reading the body, after the SDK handed the response over
-            raise TransportTimeout("timed out") from None
-        except (HTTPError, StreamError) as exc:
-            raise TransportConnectionError(f"{type(exc).__name__}: {exc}") from None
-        return HTTPAnswer(response.status_code, response.headers, content)
-
-    async def aclose(self) -> None:
-        if self._loop is asyncio.get_running_loop():
-            for client in self.clients:
-                await client.close()
-        self.clients, self._loop = [], None
 
 
 async def read_capped(chunks: AsyncIterator[bytes], limit: int, *, on_abort: Any = None) -> bytes:

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...errors import UsageError
-from ..llm import ChatRequest, ChatResponse, ConstraintKind, RequestFailed, StructuredMode
+from ...schema import SpanConstraintKind
+from ..llm import ChatRequest, ChatResponse, RequestFailed, StructuredMode
 from . import append_schema_instruction
 
 INSTALL_HINT = "pip install 'openie4pp[vllm]' (needs a CUDA GPU)"
@@ -152,7 +153,6 @@ class VLLMBackend:
 
             engine = LLM(model=model, **(engine_kwargs or {}))
         self.engine = engine
-        self.batches = 0
         self.batch_sizes: list[int] = []
         self._queue: asyncio.Queue[_Pending] | None = None
         self._worker: asyncio.Task[None] | None = None
@@ -176,7 +176,6 @@ class VLLMBackend:
                 await self._run(live)
 
     async def _run(self, batch: list[_Pending]) -> None:
-        self.batches += 1
         self.batch_sizes.append(len(batch))
         try:
             conversations = [build_conversation(item.request, guided=self.guided) for item in batch]
@@ -215,7 +214,7 @@ def _structured(request: ChatRequest, guided: bool) -> StructuredMode:
     return "json_schema" if guided and request.schema is not None and request.constraint is None else "none"
 
 
-def _constraint(request: ChatRequest, guided: bool) -> ConstraintKind:
+def _constraint(request: ChatRequest, guided: bool) -> SpanConstraintKind:
     """The engine's span constraint is its ``structured_outputs`` grammar (or the older
     ``guided_decoding``): the server's field name, so stats read the same for both."""
     return "structured_outputs" if guided and request.constraint is not None else "none"

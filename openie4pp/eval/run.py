@@ -1,7 +1,10 @@
 """``openie4pp eval``: one entry point over the three scorers, with gold found in the shared data.
 
-Benchmarks: ``carb-dev``, ``carb-test`` (CaRB tuple match), ``re-oie2016-{en,es,pt}`` (Multi2OIE's
-lexical match; ``--binary`` scores the binary gold with its protocol), ``benchie-{en,zh,de}``.
+Which benchmarks there are, where their gold lies and which scorer grades them is the registry's
+(:mod:`openie4pp.benchmarks`): ``carb-dev``, ``carb-test`` (CaRB tuple match),
+``re-oie2016-{en,es,pt}`` (Multi2OIE's lexical match; ``--binary`` scores the binary gold with its
+protocol), ``benchie-{en,zh,de}``. A benchmark without a scorer (``oie2016-dev``, training data
+only) cannot be scored.
 """
 
 from __future__ import annotations
@@ -9,54 +12,10 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
+from openie4pp.benchmarks import BENCHMARKS, Benchmark, names
 from openie4pp.eval.result import EvalResult, UnmatchedPredictionsWarning
-from openie4pp.paths import benchmarks_dir
-
-
-@dataclass(frozen=True)
-class Benchmark:
-    name: str
-    scorer: str  # "carb" | "re-oie2016" | "benchie"
-    gold: str  # relative to the benchmarks folder
-    binary_gold: str | None = None
-    lang: str = "en"
-
-
-BENCHMARKS: dict[str, Benchmark] = {
-    b.name: b
-    for b in (
-        Benchmark("carb-dev", "carb", "carb/gold_dev.tsv"),
-        Benchmark("carb-test", "carb", "carb/gold_test.tsv"),
-        Benchmark(
-            "re-oie2016-en", "re-oie2016", "re-oie2016/Re-OIE2016.json", "re-oie2016/Re-OIE2016-Binary.json"
-        ),
-        Benchmark(
-            "re-oie2016-es",
-            "re-oie2016",
-            "re-oie2016/Re-OIE2016-Spanish.json",
-            "re-oie2016/Re-OIE2016-Spanish-Binary.json",
-            "es",
-        ),
-        Benchmark(
-            "re-oie2016-pt",
-            "re-oie2016",
-            "re-oie2016/Re-OIE2016-Portuguese.json",
-            "re-oie2016/Re-OIE2016-Portuguese-Binary.json",
-            "pt",
-        ),
-        Benchmark("benchie-en", "benchie", "benchie/benchie_gold_annotations_en.txt"),
-        Benchmark("benchie-zh", "benchie", "benchie/benchie_gold_annotations_zh.txt", lang="zh"),
-        Benchmark("benchie-de", "benchie", "benchie/benchie_gold_annotations_de.txt", lang="de"),
-    )
-}
-
-
-def gold_path(benchmark: Benchmark, binary: bool = False) -> Path:
-    relative = benchmark.binary_gold if binary and benchmark.binary_gold else benchmark.gold
-    return benchmarks_dir() / relative
 
 
 def evaluate(name: str, predictions: Path, *, binary: bool = False, gold: Path | None = None) -> EvalResult:
@@ -71,8 +30,11 @@ def evaluate(name: str, predictions: Path, *, binary: bool = False, gold: Path |
     from openie4pp.errors import RunProblems, UsageError
 
     if name not in BENCHMARKS:
-        raise UsageError(f"unknown benchmark {name!r} (known: {', '.join(BENCHMARKS)})")
+        raise UsageError(f"unknown benchmark {name!r} (known: {', '.join(names(scorable=True))})")
     benchmark = BENCHMARKS[name]
+    if benchmark.scorer is None:
+        raise UsageError(f"--benchmark {name}: has no scorer (it is training data); score against one of "
+                         f"{', '.join(names(scorable=True))}")
     if predictions.is_dir():
         from openie4pp.shards import shard_files
 
@@ -84,7 +46,7 @@ def evaluate(name: str, predictions: Path, *, binary: bool = False, gold: Path |
         raise FileNotFoundError(f"{predictions}: no such prediction file")
     if binary and benchmark.scorer == "benchie":
         raise UsageError("BenchIE scores triples; --binary does not apply")
-    gold = gold or gold_path(benchmark, binary)
+    gold = gold or benchmark.gold_path(binary)
     with warnings.catch_warnings():  # the scorers' own notes on unmatched ids: summed up below
         warnings.simplefilter("ignore", UnmatchedPredictionsWarning)
         result = _score(benchmark, gold, predictions, binary)

@@ -12,15 +12,13 @@ Layout (per sentence, blank line between sentences)::
 A *cluster* is a fact synset: any one of its triples, with any subset of its ``[optional]``
 chunks dropped, counts as extracting the fact. The BenchIE scorer therefore needs, per
 sentence id, the clusters in order and each triple's three slots with their optional
-chunks. :class:`BenchIESentence` keeps exactly that, and each :class:`BenchIESlot` keeps its
-``raw`` annotation verbatim, so a scorer can reproduce the original tool bit for bit while
-ordinary code uses the parsed ``chunks``.
+chunks. :class:`BenchIESentence` keeps exactly that; its slots are
+:class:`~openie4pp.formats.benchie_slots.BenchIESlot` values.
 
 The files have a few slips; parsing is lenient where the intent is clear and says so:
 
-* a stray ``]`` (``for [as little as] $ 89]``) is dropped, an unclosed ``[`` runs to the end
-  of the slot, and a nested ``[`` is ignored; brackets glued to a word (``Crozier[,]``,
-  ``[eine]Petition``) make a chunk glued to its neighbour, realised without a space;
+* inside a slot, a stray ``]``, an unclosed ``[`` and brackets glued to a word are read as
+  :mod:`openie4pp.formats.benchie_slots` explains;
 * a cluster header with a wrong sentence number or spacing (``14-> Cluster 6:``) is still a
   header, as in the original scorer;
 * a line that is none of sentence, header or triple (``2 0 6 :`` in zh) is rejected and
@@ -33,15 +31,21 @@ false positives the scorer must see.
 
 from __future__ import annotations
 
-import itertools
 import re
 from collections.abc import Iterable, Iterator
-from functools import lru_cache
 from pathlib import Path
 
-import jsonlines
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
+from openie4pp.formats.benchie_slots import (
+    MAX_VARIANTS,
+    BenchIEChunk,
+    BenchIEModel,
+    BenchIESlot,
+    BenchIETriple,
+    parse_slot,
+    realise,
+)
 from openie4pp.formats.common import (
     build_record,
     check_language,
@@ -52,159 +56,19 @@ from openie4pp.formats.common import (
     sentence_or_rejection,
 )
 from openie4pp.schema import Extraction, Record, Rejection, RejectionReason, check_lang
+from openie4pp.text import primary_subtag
+
+__all__ = [  # the slot models are re-exported: one import for a BenchIE file
+    "MAX_VARIANTS", "PRETOKENIZED", "BenchIEChunk", "BenchIESentence", "BenchIESlot", "BenchIETriple",
+    "FactSynset", "benchie_to_records", "convert", "infer_lang", "parse_benchie", "parse_slot", "realise",
+]
 
 _SENTENCE = re.compile(r"^sent_id:\s*(\S+)\t(.*)$")
 _CLUSTER = re.compile(r"Cluster\s*(\d+)")
 _SEPARATOR = " --> "
-_BRACKET_OR_TEXT = re.compile(r"[\[\]]|[^\[\]]+")
-MAX_VARIANTS = 4096
-"""Cap on :meth:`BenchIETriple.variants` (a slot with 12 optional chunks has 4,096 alone)."""
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class BenchIEChunk(_Model):
-    """A run of words that is kept or dropped as a whole: a bracket group or the text between two.
-
-    Frozen, so that parsed chunks can be shared between the many slots with the same annotation.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    text: str = Field(min_length=1)
-    optional: bool = False
-    glued: bool = False
-    """No space between this chunk and the previous one in the annotation (``Crozier[,]``)."""
-
-
-def parse_slot(raw: str) -> list[BenchIEChunk]:
-    """Split an annotated slot into chunks; see the module docstring for the lenient cases."""
-    return list(_parse_slot(raw))
-
-
-@lru_cache(maxsize=65536)
-def _parse_slot(raw: str) -> tuple[BenchIEChunk, ...]:
-    chunks: list[BenchIEChunk] = []
-    buffer: list[str] = []
-    optional = False
-    space_before = False  # whitespace since the last chunk's last character
-
-    def flush(as_optional: bool) -> None:
-        nonlocal space_before
-        text = "".join(buffer)
-        buffer.clear()
-        if not text.strip():
-            space_before = space_before or bool(text)
-            return
-        glued = bool(chunks) and not space_before and not text[0].isspace()
-        # built without re-validation: the text is non-empty by construction (hot path)
-        chunks.append(
-            BenchIEChunk.model_construct(text=" ".join(text.split()), optional=as_optional, glued=glued)
-        )
-        space_before = text[-1].isspace()
-
-    for match in _BRACKET_OR_TEXT.finditer(raw):
-        piece = match.group()
-        if piece == "[":
-            if not optional:
-                flush(False)
-                optional = True
-        elif piece == "]":
-            if optional:
-                flush(True)
-                optional = False
-        else:
-            buffer.append(piece)
-    flush(optional)
-    return tuple(chunks)
-
-
-def _key(chunk: BenchIEChunk) -> tuple[str, bool, bool]:
-    return chunk.text, chunk.optional, chunk.glued
-
-
-def realise(chunks: list[BenchIEChunk], keep: Iterable[bool] | None = None) -> str:
-    """The slot's text with the chunks marked in ``keep`` (default: all), brackets removed.
-
-    Spacing between two kept chunks is a space unless they, and every dropped chunk between
-    them, were glued: ``x [y]z`` without ``y`` is ``x z``, ``Crozier[,]`` without ``,`` is
-    ``Crozier``.
-    """
-    parts: list[str] = []
-    glue = True
-    for chunk, kept in zip(chunks, keep if keep is not None else itertools.repeat(True), strict=False):
-        glue = glue and chunk.glued
-        if kept:
-            if parts:
-                parts.append("" if glue else " ")
-            parts.append(chunk.text)
-            glue = True
-    return "".join(parts)
-
-
-class BenchIESlot(_Model):
-    """One part of a triple (subject, relation or object)."""
-
-    raw: str
-    """The annotation verbatim, brackets included: what the original BenchIE scorer reads."""
-    chunks: list[BenchIEChunk]
-
-    @classmethod
-    def from_raw(cls, raw: str) -> BenchIESlot:
-        return cls.model_construct(raw=raw, chunks=parse_slot(raw))  # consistent by construction
-
-    @model_validator(mode="after")
-    def _chunks_match_raw(self) -> BenchIESlot:
-        if [_key(c) for c in self.chunks] != [_key(c) for c in parse_slot(self.raw)]:
-            raise ValueError(f"chunks do not match the raw annotation {self.raw!r}")
-        return self
-
-    @property
-    def full(self) -> str:
-        """Every chunk, optional ones included."""
-        return realise(self.chunks)
-
-    @property
-    def minimal(self) -> str:
-        """Required chunks only."""
-        return realise(self.chunks, [not c.optional for c in self.chunks])
-
-    def variants(self) -> list[str]:
-        """Every realisation (each subset of optional chunks dropped), longest first, no repeats."""
-        optional = [i for i, c in enumerate(self.chunks) if c.optional]
-        seen: dict[str, None] = {}
-        for dropped_count in range(len(optional) + 1):
-            for dropped in itertools.combinations(optional, dropped_count):
-                seen.setdefault(realise(self.chunks, [i not in dropped for i in range(len(self.chunks))]))
-                if len(seen) >= MAX_VARIANTS:
-                    return list(seen)
-        return list(seen)
-
-
-class BenchIETriple(_Model):
-    subject: BenchIESlot
-    relation: BenchIESlot
-    object: BenchIESlot
-    line: int | None = None
-
-    @property
-    def parts(self) -> tuple[BenchIESlot, BenchIESlot, BenchIESlot]:
-        return self.subject, self.relation, self.object
-
-    def full(self) -> tuple[str, str, str]:
-        s, r, o = self.parts
-        return s.full, r.full, o.full
-
-    def variants(self) -> list[tuple[str, str, str]]:
-        """Every ``(subject, relation, object)`` realisation the scorer accepts (capped at
-        :data:`MAX_VARIANTS`)."""
-        product = itertools.product(self.subject.variants(), self.relation.variants(), self.object.variants())
-        return list(itertools.islice(product, MAX_VARIANTS))
-
-
-class FactSynset(_Model):
+class FactSynset(BenchIEModel):
     """A BenchIE cluster: alternative triples for one fact."""
 
     cluster_id: int | None
@@ -213,7 +77,7 @@ class FactSynset(_Model):
     line: int | None = None
 
 
-class BenchIESentence(_Model):
+class BenchIESentence(BenchIEModel):
     sent_id: str
     """As written after ``sent_id:`` (the scorer keys sentences by this string)."""
     lang: str
@@ -327,34 +191,6 @@ def parse_benchie(path: Path, lang: str | None = None) -> Iterator[BenchIESenten
         yield current
 
 
-def write_benchie_jsonl(sentences: Iterable[BenchIESentence], path: Path) -> int:
-    """Write one sentence per line; returns how many."""
-    count = 0
-    with jsonlines.open(path, mode="w", compact=True) as writer:
-        for sentence in sentences:
-            writer.write(sentence.model_dump(mode="json"))
-            count += 1
-    return count
-
-
-def read_benchie_jsonl(path: Path) -> Iterator[BenchIESentence | Rejection]:
-    """Read what :func:`write_benchie_jsonl` wrote; a bad line is a rejection, not an exception."""
-    for number, line in enumerate(read_lines(path), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield BenchIESentence.model_validate_json(line)
-        except ValidationError as exc:
-            malformed = any(e.get("type") == "json_invalid" for e in exc.errors())
-            yield reject(
-                RejectionReason.malformed_json if malformed else RejectionReason.schema_invalid,
-                str(exc.errors()[0].get("msg", exc)),
-                file=path,
-                line=number,
-                input=line,
-            )
-
-
 # --------------------------------------------------------------------------- records
 
 PRETOKENIZED = {"en": True, "zh": True}
@@ -383,7 +219,7 @@ def benchie_to_records(
             continue
         index += 1
         tokens_by_space = (
-            PRETOKENIZED.get(item.lang.split("-")[0], False) if pretokenized is None else pretokenized
+            PRETOKENIZED.get(primary_subtag(item.lang), False) if pretokenized is None else pretokenized
         )
         sentence = sentence_or_rejection(
             item.text,

@@ -44,11 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from openie4pp.errors import EXIT_OK, EXIT_PROBLEMS, InputFileError, UsageError
+from openie4pp.atomic import atomic_writer
+from openie4pp.errors import InputFileError, UsageError
 from openie4pp.formats.basic_tokens import basic_token_text, basic_tokenize
 from openie4pp.formats.spanoie import space_words
 from openie4pp.jsonl import TornLineWarning
-from openie4pp.paths import atomic_writer
 from openie4pp.schema import Element, Record, Rejection, is_blank
 from openie4pp.shards import check_not_busy, iter_records, shard_files
 
@@ -198,10 +198,3 @@ def export_spanoie(src: Path, out: Path, *, overwrite: bool = False) -> ExportSt
             path.unlink(missing_ok=True)
     return stats
 
-
-def export_main(src: Path, out: Path, *, overwrite: bool = False) -> int:
-    """The CLI's ``export --to spanoie``: export, print the one-line summary; 0 when every record was
-    written, 1 when some were skipped or none was written."""
-    stats = export_spanoie(src, out, overwrite=overwrite)
-    print(stats.summary(src, out))
-    return EXIT_OK if stats.records and not stats.skipped else EXIT_PROBLEMS
