@@ -294,15 +294,20 @@ class PipelineSettings(_Settings):
             self.target_langs = list(dict.fromkeys(language("--target-lang", t) for t in self.target_langs))
         except SettingProblem as problem:
             raise SettingProblem(problem.message, ("target_langs",)) from None
-        langs = self.canaries.langs
-        if langs is not None and self.canaries.per_lang != 0:
-            projectable = canary_langs("project", langs)
-            if not projectable:
-                raise SettingProblem("--canary-langs: project mode has canaries only for "
-                                     + ", ".join(canary_langs("project", list(CANARY_SOURCES))),
-                                     ("canaries", "langs"))
-            self.canaries.langs = projectable
         return self
+
+    def check_project_canaries(self, per_lang: int) -> None:
+        """Project mode keeps the ``--canary-langs`` with a parallel gold; none is a mistake, but only
+        when canaries will be planted (``per_lang``: ``auto`` resolved, which needs the backend)."""
+        langs = self.canaries.langs
+        if self.mode != "project" or langs is None or per_lang == 0:
+            return
+        projectable = canary_langs("project", langs)
+        if not projectable:
+            raise SettingProblem("--canary-langs: project mode has canaries only for "
+                                 + ", ".join(canary_langs("project", list(CANARY_SOURCES))),
+                                 ("pipeline", "canaries", "langs"))
+        self.canaries.langs = projectable
 
     @property
     def prices(self) -> Prices:
@@ -348,6 +353,7 @@ class AnnotationConfig(_Settings):
         # until negotiated, so ``auto`` asks it for no constraint
         if self.pipeline.constrain == "auto":
             self.pipeline.constrain = "spans" if self.backend.local else "none"
+        self.pipeline.check_project_canaries(self.canaries_per_lang)
         return self
 
     @property

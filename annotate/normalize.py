@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 
-from openie4pp.text import CJK_CHARACTERS, CJK_PUNCTUATION, is_no_space_script, primary_subtag
+from openie4pp.text import CJK_CHARACTERS, CJK_PUNCTUATION_MARKS, is_no_space_script, primary_subtag
 
 __all__ = ["normalize_phrase"]
 
@@ -43,7 +43,7 @@ _TRAILING = ".。!！?？,，;；:：、…،؛؟"
 _LEADING = ",，;；:：、،؛¿¡"
 _ABBREVIATION = re.compile(r"(?:\b\w\.){2,}$")  # U.S. / e.g. keep their final full stop
 _BRACKETED = re.compile(r"\s*[\(\[（【][^\(\)\[\]（）【】]*[\)\]）】]")
-_CJK = CJK_CHARACTERS + CJK_PUNCTUATION
+_CJK = CJK_CHARACTERS + CJK_PUNCTUATION_MARKS
 _SPACE_IN_CJK = re.compile(rf"(?<=[{_CJK}])\s+(?=[{_CJK}])")
 _BIDI_CONTROLS = "\u200e\u200f\u061c\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 _NO_SPACE_LANGS = {"zh", "ja", "th", "lo", "km", "my", "yue", "wuu"}

@@ -137,6 +137,8 @@ def detect_format(source: str | Path, *, option: str = "--input") -> str:
     if not path.exists():
         raise UsageError(f"{option} {source}: no such file or folder and not a benchmark name "
                          f"({', '.join(BENCHMARKS)})")
+    if not path.is_file():  # a pipe (/dev/stdin, <(...)): JSON Lines, as before there were suffixes
+        return "jsonl"
     raise UsageError(
         f"{option} {source}: cannot tell the format from the extension {path.suffix or '(none)'!r}; "
         "pass --input-format txt (one sentence per line) or --input-format jsonl"
@@ -173,8 +175,6 @@ def resolve_format(source: str | Path, fmt: str = "auto", *, option: str = "--in
         if path.is_dir() and not shard_files(path):
             raise UsageError(
                 f"{option} {text}: a folder without <lang>/shard-*.jsonl files (not OpenIE4++ shards)")
-        if not path.is_dir() and path.suffix.lower() != ".jsonl":
-            raise UsageError(f"{option} {text}: a records input is a shard folder or a JSONL file")
     elif path.is_dir():
         raise UsageError(
             f"{option} {text}: is a folder, not a {fmt} file (a shard folder is read as records)")
@@ -311,9 +311,15 @@ def _table_rows(rows: Iterator[dict[str, Any]], source: str) -> Iterator[Row]:
 
 
 def _parquet_rows(path: str) -> Iterator[dict[str, Any]]:
+    import pyarrow
     import pyarrow.parquet as pq
 
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
+    try:
+        table = pq.ParquetFile(path)
+    except (OSError, pyarrow.ArrowException) as error:  # not Parquet, truncated: the user's file
+        raise InputFileError(f"{path}: not a readable Parquet file "
+                             f"({' '.join(str(error).split())[:200]})") from None
+    for batch in table.iter_batches(batch_size=4096):
         yield from batch.to_pylist()
 
 
@@ -335,19 +341,26 @@ def _hf_rows(spec: str, option: str) -> Iterator[dict[str, Any]]:
 
 
 def _benchmark_rows(name: str) -> Iterator[Row]:
-    """The benchmark's gold records in file order, numbered from 1. The converters' notes on gold
-    phrases that disagree with their indices are for ``convert``, not for a reader of sentences."""
+    """The benchmark's gold records in file order, numbered from 1, read as ``convert`` and training
+    read them (the dataset name, hence the sentence ids, from the gold file's name). The converters'
+    notes on gold phrases that disagree with their indices are for ``convert``, not for a reader of
+    sentences: they are silenced while a record is converted, never while this generator waits."""
     from openie4pp.benchmarks import BENCHMARKS
     from openie4pp.formats.registry import convert
 
     benchmark = BENCHMARKS[name]
+    converted = convert(benchmark.format, benchmark.gold_path(), benchmark.lang)
     notes = logging.getLogger("openie4pp.formats")
-    level = notes.level
-    notes.setLevel(logging.ERROR)
-    try:
-        records = (r for r in convert(benchmark.format, benchmark.gold_path(), benchmark.lang, name)
-                   if isinstance(r, Record))
-        for number, record in enumerate(records, 1):
-            yield RecordRow(record, Location(name, number))
-    finally:
-        notes.setLevel(level)
+    number = 0
+    while True:
+        level = notes.level
+        notes.setLevel(logging.ERROR)
+        try:
+            item = next(converted, None)
+        finally:
+            notes.setLevel(level)
+        if item is None:
+            return
+        if isinstance(item, Record):
+            number += 1
+            yield RecordRow(item, Location(name, number))

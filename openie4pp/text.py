@@ -28,6 +28,11 @@ CJK_CHARACTERS = (
 """Han, kana and bopomofo, as the body of a regex character class (``rf"[{CJK_CHARACTERS}]"``)."""
 CJK_PUNCTUATION = "\u3000-\u303f\uff00-\uffef"
 """CJK symbols and punctuation, half- and full-width forms: written without spaces beside CJK text."""
+CJK_PUNCTUATION_MARKS = "\u3000-\u3003\u300c-\u3011\uff01-\uff0f\uff1a-\uff20"
+"""The punctuation marks of :data:`CJK_PUNCTUATION` (ideographic space, comma, full stop, quotes,
+brackets, full-width ASCII marks), without its full-width digits and letters or 《》〈〉: a space
+next to those is a word boundary a sentence may keep, so the annotator's phrase normaliser does not
+join across them."""
 SOUTHEAST_ASIAN_SCRIPTS = "\u0e00-\u0e7f\u0e80-\u0eff\u1000-\u109f\u1780-\u17ff"
 """Thai, Lao, Myanmar and Khmer: also written without spaces between words."""
 HANGUL_SYLLABLES = "\uac00-\ud7af"

@@ -28,7 +28,7 @@ from openie4pp.eval.carb import (
     score_carb,
 )
 from openie4pp.eval.curve import auc_trapezoid, best_f1_index, plot_pr
-from openie4pp.eval.predictions import EvalInputError, Prediction, detect_format, load_predictions
+from openie4pp.eval.predictions import EvalInputError, Prediction, load_predictions, prediction_format
 from openie4pp.schema import Argument, Element, Extraction, Provenance, Record, Sentence
 
 SYSTEMS = ("openie4_test.tsv", "clausie_test.tsv")
@@ -460,7 +460,7 @@ def test_jsonl_records_score_like_the_same_tab_lines(tmp_path: Path) -> None:
     tab = tmp_path / "pred.tsv"
     text = "The cat sat on the mat ."
     tab.write_text(f"{text}\t0.9\tsat\tThe cat\tthe mat\n{text}\t0.4\tsat on\tcat\tmat\n", encoding="utf-8")
-    assert detect_format(jsonl) == "jsonl" and detect_format(tab) == "tab"
+    assert prediction_format(jsonl) == "jsonl" and prediction_format(tab) == "tab"
     a, b, c = score_carb(gold, jsonl), score_carb(gold, tab), score_carb(gold, [record])
     assert a.details["format"] == "jsonl"
     assert (

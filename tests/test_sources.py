@@ -145,6 +145,63 @@ def test_a_benchmark_name_reads_its_gold_records() -> None:
     assert sum(1 for _ in rows) + 1 == 641
 
 
+def test_benchmarks_read_here_and_by_training_are_the_same_records() -> None:
+    """One reading of a benchmark: ``extract --input NAME`` and ``data.train=[NAME]`` give the same
+    records, ids included (so their outputs join by sentence id), and a paused reader leaves the
+    converters' logger as it found it."""
+    import itertools
+    import logging
+
+    from openie4pp.benchmarks import get
+    from openie4pp.train.sources import load_records
+
+    try:
+        present = get("oie2016-dev").gold_path().is_file()
+    except UsageError:
+        present = False
+    if not present:
+        pytest.skip("no OIE2016 gold")
+    notes = logging.getLogger("openie4pp.formats")
+    before = notes.level
+    for name in ("oie2016-dev", "re-oie2016-es"):
+        rows = read_source(name)
+        here = [row.record for row in itertools.islice(rows, 5) if isinstance(row, RecordRow)]
+        assert notes.level == before  # the generator is paused here
+        trained = list(load_records([{"benchmark": name, "limit": 5}]))
+        assert [r.model_dump() for r in here] == [r.model_dump() for r in trained]
+        rows.close()
+    assert here[0].sentence.id.startswith("re-oie2016")
+
+
+def test_records_files_need_no_particular_suffix(tmp_path: Path) -> None:
+    record = Record(sentence=Sentence.from_text("The cat sat .", "en", id="s1"), extractions=[],
+                    provenance=Provenance(source=Source.gold))
+    for name in ("train.ndjson", "train.json", "train"):
+        path = tmp_path / name
+        path.write_text(record.model_dump_json() + "\n", encoding="utf-8")
+        rows = list(read_source(path, "records"))
+        assert [r.record.sentence.id for r in rows if isinstance(r, RecordRow)] == ["s1"]
+
+
+def test_a_damaged_parquet_file_is_one_input_error(tmp_path: Path) -> None:
+    pytest.importorskip("pyarrow")
+    from openie4pp.errors import InputFileError
+
+    path = tmp_path / "in.parquet"
+    path.write_text("not parquet\n")
+    with pytest.raises(InputFileError, match="not a readable Parquet file") as info:
+        list(read_source(path))
+    assert str(path) in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_pipe_is_read_as_json_lines(tmp_path: Path) -> None:
+    import os
+
+    pipe = tmp_path / "fifo"
+    os.mkfifo(pipe)
+    assert detect_format(pipe) == "jsonl"
+
+
 def test_reading_is_a_stream(tmp_path: Path) -> None:
     source = tmp_path / "in.txt"
     source.write_text("first\n", encoding="utf-8")
@@ -177,7 +234,6 @@ def test_auto_decides_by_what_the_input_is(tmp_path: Path) -> None:
         ("in.txt", "xml", "--input-format 'xml': expected one of auto, txt"),
         ("folder", "auto", "not OpenIE4++ shards"),
         ("folder", "txt", "is a folder, not a txt file"),
-        ("in.txt", "records", "a records input is a shard folder or a JSONL file"),
         ("in.txt", "benchmark", "not a benchmark name"),
         ("hf:", "hf", "expected hf:NAME_OR_PATH"),
     ],

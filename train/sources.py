@@ -101,7 +101,10 @@ def check_source_spec(spec: Any) -> str | dict[str, Any]:
     try:
         return SourceSpec.model_validate(dict(spec)).model_dump(exclude_none=True)
     except ValidationError as error:
-        raise ValueError("." + describe(error)) from None  # .limit: ..., the key inside the source
+        message = describe(error)
+        if message.startswith(": "):  # a check of the whole source (path or benchmark), no key
+            raise ValueError(message[2:]) from None
+        raise ValueError("." + message) from None  # .limit: ..., the key inside the source
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,8 @@ trained on. Every word starts with ``▁``, and for a word it has no ``▁word``
 character, a comma) ``▁`` is a piece of its own: ``北京是`` split into characters becomes
 ``▁ 北 ▁ 京 ▁ 是``, each word's first sub-word the same empty ``▁`` and the sequence twice the
 text's own ``▁ 北京 是``. So the words are joined back into running text (a space between two
-words unless both sides are in a script written without spaces: Han, kana, Hangul syllables,
-Thai, CJK punctuation), encoded with offsets, pieces that cover no character of a word (a bare ``▁``)
+words unless both sides are in a script written without spaces: Han, kana, Thai, Lao, Myanmar,
+CJK punctuation), encoded with offsets, pieces that cover no character of a word (a bare ``▁``)
 are dropped, and each word points to the first piece covering it. One piece may cover several
 words (``北京`` over ``北`` and ``京``): they share it, the first word's label is trained, and at
 extraction the others continue the first one's chunk (:func:`share_pieces`).
@@ -26,10 +26,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from openie4pp.text import CJK_PUNCTUATION, NO_SPACE_SCRIPTS
-
-_UNSPACED = re.compile(rf"[{NO_SPACE_SCRIPTS}{CJK_PUNCTUATION}]")
-"""Scripts and punctuation written without spaces between words (Thai, Lao, Myanmar, Khmer, CJK)."""
+_UNSPACED = re.compile(
+    "[\u0e00-\u0e7f\u0e80-\u0eff\u1000-\u109f\u3000-\u303f\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff"
+    "\uf900-\ufaff\uff00-\uffef\U00020000-\U0002fa1f]"
+)
+"""Scripts and punctuation written without spaces between words (Thai, Lao, Myanmar, CJK). Not
+:data:`openie4pp.text.NO_SPACE_SCRIPTS` on purpose: this set decides the sub-word ids a trained
+model was fed, at training and at extraction alike, so widening it (Khmer, CJK radicals, bopomofo)
+would change what models trained before read; it changes only with a new encoding version."""
 
 
 @dataclass(frozen=True)

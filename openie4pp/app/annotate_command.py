@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--input-format", default="auto", choices=["auto", "jsonl", "records", "txt", "parquet", "hf"],
-        help="how to read --input (auto: by its suffix; a folder is records)",
+        help="how to read --input (auto: by its suffix: .jsonl/.json/.ndjson, .txt, .parquet; a folder is "
+        "records; hf:NAME is a datasets dataset; a pipe is JSON Lines; another suffix is refused)",
     )
     parser.add_argument("--lang", help="language of inputs that do not say (TXT needs it)")
     parser.add_argument("--mode", default="extract", choices=["extract", "project"],
@@ -87,7 +88,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--canary-langs", metavar="LANGS",
-        help="languages that get canaries (comma-separated; default: en,de,zh,es,pt, in project mode "
+        help="languages that get canaries (comma-separated; default: en,es,pt,zh,de, in project mode "
         "the target languages among de,zh,es,pt)",
     )
     parser.add_argument("--cache", help="response cache file (default: OUT/cache.sqlite)")

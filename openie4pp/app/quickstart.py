@@ -58,8 +58,8 @@ from openie4pp.app.quickstart_report import (
 from openie4pp.app.quickstart_steps import StepFailed
 from openie4pp.atomic import write_text_atomic
 from openie4pp.benchmarks import REPORTED
+from openie4pp.benchmarks import get as get_benchmark
 from openie4pp.errors import OpenIE4ppError
-from openie4pp.paths import benchmarks_dir
 
 __all__ = ["BenchmarkScore", "QuickstartOptions", "QuickstartResult", "StepFailed", "StepResult",
            "run_quickstart"]
@@ -120,16 +120,19 @@ class Quickstart:
             self.result.steps.append(StepResult(name, "reused", 0.0, str(artefact), done["result"]))
             print(f"\n== {name}: reused (unchanged since the last run)", flush=True)
             return dict(done["result"])
-        if done and changed_argv is not None:
-            argv = changed_argv
+        if done and done["signature"] != signature and changed_argv is not None:
+            argv = changed_argv  # other options or inputs than the finished run (a record of an
+            # older version without a result but the same signature resumes instead)
         print(f"\n== {name}\n$ openie4pp {' '.join(_quote(a) for a in argv)}", flush=True)
         start = time.perf_counter()
         try:
             command, *arguments = argv
             result = steps.STEPS[command][1](steps.parser_for(command).parse_args(arguments))
-        except (StepFailed, OpenIE4ppError, OSError) as error:
+        except Exception as error:  # a bug too: the chain stops with its summary, not a bare traceback
             self.result.steps.append(StepResult(name, "failed", time.perf_counter() - start, str(artefact)))
             reason = " ".join(str(error).split()) or type(error).__name__
+            if not isinstance(error, (StepFailed, OpenIE4ppError, OSError)):
+                reason = f"{type(error).__name__}: {reason}"
             raise StepFailed(f"{name} failed: {reason}; fix it and run quickstart again to resume") from error
         self.state[name] = {"signature": signature, "result": result}
         write_text_atomic(self.state_path, json.dumps(self.state, indent=1, ensure_ascii=False))
@@ -151,9 +154,10 @@ class Quickstart:
         print(format_acceptance(self.result.acceptance))
 
         gold = work / "gold" / "oie2016-dev"
-        conll = benchmarks_dir() / "oie2016" / "dev.oie.conll.txt"
+        dev = get_benchmark("oie2016-dev")
+        conll = dev.gold_path()
         self.step("convert gold dev",
-                  ["convert", "--from", "oie2016-conll", str(conll), "--out", str(gold), "--overwrite"],
+                  ["convert", "--from", dev.format, str(conll), "--out", str(gold), "--overwrite"],
                   [conll], [gold / "manifest.json"], gold)
         model, weights = self.train([gold, *silver])
 

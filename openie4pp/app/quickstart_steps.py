@@ -41,7 +41,7 @@ def annotate(args: argparse.Namespace) -> dict[str, Any]:
     the command's exit 1) is expected from the small embedded model and does not stop the chain."""
     from openie4pp.annotate.runner import run_annotation
 
-    result = run_annotation(annotate_command.config_from_args(args), progress=False)
+    result = run_annotation(annotate_command.config_from_args(args), progress=not args.no_progress)
     print(result.line)
     if result.problem:
         print(f"(found problems: {result.problem})")
@@ -61,7 +61,8 @@ def validate(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def convert(args: argparse.Namespace) -> dict[str, Any]:
-    """A benchmark file into shards; a rejected row is reported, not fatal (gold has odd rows)."""
+    """A benchmark file into shards; a row the converter rejects stops the chain, as ``convert``'s
+    exit status 1 would (the gold the quickstart converts has none)."""
     from openie4pp.convert import convert_to_shards
 
     result = convert_to_shards(args.format, Path(args.input), Path(args.out), lang=args.lang,

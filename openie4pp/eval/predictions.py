@@ -37,8 +37,8 @@ __all__ = [
     "LoadedPredictions",
     "Prediction",
     "PredictionsInput",
-    "detect_format",
     "load_predictions",
+    "prediction_format",
     "read_jsonl",
     "read_tab",
 ]
@@ -112,7 +112,7 @@ def _read_text(path: Path) -> str:
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def detect_format(path: str | os.PathLike[str]) -> Literal["tab", "jsonl"]:
+def prediction_format(path: str | os.PathLike[str]) -> Literal["tab", "jsonl"]:
     """``jsonl`` for ``.jsonl``/``.json`` files or if the first non-blank line is a JSON object, else ``tab``.
 
     A JSON line never holds a literal tab (JSON escapes it), while a tab line always does, so the
@@ -226,7 +226,7 @@ def load_predictions(
         path = Path(source)
         if not path.is_file():
             raise EvalInputError("no such prediction file", path)
-        if detect_format(path) == "jsonl":
+        if prediction_format(path) == "jsonl":
             from_records, sentences = _read_jsonl(path)
             return LoadedPredictions(from_records, str(path), "jsonl", sentences=sentences)
         predictions, skipped = read_tab(path, min_columns=min_columns, skip_short=skip_short)
