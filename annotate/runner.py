@@ -57,8 +57,9 @@ def run_annotation(config: AnnotationConfig, *, progress: bool = True) -> Annota
     """Annotate ``config.input`` into ``config.out`` (resuming what an earlier run left there).
 
     Usage errors (folders, gold files) raise before the first request, as the config's own checks
-    do (an endpoint that refuses the model or the key raises at its first request); an interrupt (Ctrl-C, SIGTERM) raises ``KeyboardInterrupt`` after the
-    folder is closed as incomplete, so the same call continues the run."""
+    do (an endpoint that refuses the model or the key raises at its first request); an interrupt
+    (Ctrl-C, SIGTERM) raises ``KeyboardInterrupt`` after the folder is closed as incomplete, so the
+    same call continues the run."""
     canaries = resolve_canaries(config)
     check_folders(config)
     if config.input.limit == 0:
