@@ -61,17 +61,17 @@ def _clean(slot: str) -> bool:
     return slot == slot.strip() and re.fullmatch(r"[^\[\]]*(\[[^\[\]]*\][^\[\]]*)*", slot) is not None
 
 
-Triple = tuple[str, str, str, str]
+SystemTriple = tuple[str, str, str, str]
 
 
-def gold_as_predictions(path: Path, omit: bool) -> tuple[list[Triple], dict[str, list[int]]]:
+def gold_as_predictions(path: Path, omit: bool) -> tuple[list[SystemTriple], dict[str, list[int]]]:
     """One triple per synset in the gold's own format, optional tokens all kept or all left out.
 
     A synset is skipped when none of its triples is cleanly bracketed or every candidate also reads
     as a variant of another synset's triple (annotation overlaps, which the first synset would take).
     """
     form = without_optional if omit else with_optional
-    predictions: list[Triple] = []
+    predictions: list[SystemTriple] = []
     targeted: dict[str, list[int]] = {}
     for sent_id, clusters in read_gold_clusters(path):
         variants = [[[slot_variants(s) for s in t[:3]] for t in c if len(t) >= 3] for c in clusters]

@@ -49,7 +49,7 @@ from openie4pp.schema import Record
 from openie4pp.text import primary_subtag
 
 __all__ = [  # the gold reader's names are re-exported: one import for scoring
-    "ID_HINT", "SLOT_SEPARATOR", "BenchieGold", "GoldTriple", "Triple", "load_benchie_gold",
+    "ID_HINT", "SLOT_SEPARATOR", "BenchieGold", "GoldTriple", "SystemTriple", "load_benchie_gold",
     "read_system_extractions", "records_to_triples", "score_benchie", "score_triples", "sentence_key",
     "slot_variants",
 ]
@@ -57,11 +57,11 @@ __all__ = [  # the gold reader's names are re-exported: one import for scoring
 ID_HINT = "Ids are the gold's 1-based 'sent_id:' values."
 
 
-Triple = tuple[str, str, str, str]
+SystemTriple = tuple[str, str, str, str]
 """``(sent_id, subject, relation, object)``: one line of the BenchIE system format."""
 
 
-def read_system_extractions(path: str | os.PathLike[str]) -> list[Triple]:
+def read_system_extractions(path: str | os.PathLike[str]) -> list[SystemTriple]:
     """Read ``sent_id<TAB>subject<TAB>relation<TAB>object`` lines as ``OIEExtractions.load_oie_extractions``.
 
     As the original does: each line is ``strip()``-ed before splitting on tabs (so trailing empty slots
@@ -69,7 +69,7 @@ def read_system_extractions(path: str | os.PathLike[str]) -> list[Triple]:
     Where the original crashes (``compute_stats`` indexing a short line) we raise an error naming the
     file and line; blank lines, on which it also crashes, carry no extraction and are skipped.
     """
-    triples: list[Triple] = []
+    triples: list[SystemTriple] = []
     with open(path, encoding="utf-8") as handle:
         for lineno, raw_line in enumerate(handle, 1):
             line = raw_line.strip()
@@ -105,7 +105,7 @@ def _benchie_tokens(text: str, lang: str) -> str:
 
 def records_to_triples(
     records: Iterable[Record], gold: BenchieGold, lang: str, matched_ids: set[str] | None = None
-) -> tuple[list[Triple], int]:
+) -> tuple[list[SystemTriple], int]:
     """Turn OpenIE4++ records into BenchIE triples: ``(sent_id, arg0, predicate, other arguments)``.
 
     The sentence is found by its text after whitespace normalisation (see :func:`sentence_key`). The
@@ -118,7 +118,7 @@ def records_to_triples(
     ids: dict[str, str] = {}
     for gold_id, text in gold.sentences.items():
         ids.setdefault(sentence_key(text, lang), gold_id)
-    triples: list[Triple] = []
+    triples: list[SystemTriple] = []
     unknown = 0
     for record in records:
         sent_id = ids.get(sentence_key(record.sentence.text, lang))
@@ -161,8 +161,8 @@ def _is_jsonl(path: Path) -> bool:
 
 def _from_memory(
     items: Iterable[Any], gold: BenchieGold, lang: str, matched_ids: set[str]
-) -> tuple[list[Triple], int]:
-    triples: list[Triple] = []
+) -> tuple[list[SystemTriple], int]:
+    triples: list[SystemTriple] = []
     records: list[Record] = []
     for index, item in enumerate(items):
         if isinstance(item, (Record, dict)):
@@ -186,7 +186,7 @@ def _matches(slots: tuple[str, str, str], variants: tuple[frozenset[str], ...]) 
     return all(slot in forms for slot, forms in zip(slots, variants, strict=True))
 
 
-def score_triples(gold: BenchieGold, triples: Sequence[Triple]) -> dict[str, Any]:
+def score_triples(gold: BenchieGold, triples: Sequence[SystemTriple]) -> dict[str, Any]:
     """Count matched synsets and wrong extractions, as ``Scores.__compute_scores``/``compute_precision``."""
     matched = {sent_id: [False] * len(clusters) for sent_id, clusters in gold.synsets.items()}
     per_sentence: dict[str, dict[str, int]] = {}
