@@ -1,6 +1,6 @@
 """``openie4pp quickstart`` end to end on test doubles, twice: the chain runs, then is reused.
 
-The real run (embedded llama.cpp + MiniLM, about 10 minutes) is CI's README command 1. Here the
+The real run (embedded llama.cpp + multilingual-e5-small, about 20 minutes) is CI's README command 1. Here the
 same chain runs in seconds: the LLM is the fake OpenAI-compatible server with the domain
 responder, the encoder a tiny random BERT, training stops after two steps and each benchmark is
 scored on its first sentences. What is asserted is the chain's contract, on the typed

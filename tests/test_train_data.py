@@ -157,8 +157,12 @@ def test_collator_pads_and_maps_languages() -> None:
     assert (row[len(short["input_ids"]) :] == IGNORE_INDEX).all()
 
 
-def test_source_parsing(tmp_path: Path) -> None:
+def test_source_parsing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert DataSource.parse("carb-dev").format == "carb"
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "carb-dev").mkdir()  # a folder of that name: a path wins, as in extract and annotate
+    local = DataSource.parse("carb-dev")
+    assert local.path == Path("carb-dev") and local.format is None
     assert DataSource.parse({"path": str(tmp_path), "limit": 3}).limit == 3
     with pytest.raises(ValueError, match="unknown data source keys"):
         DataSource.parse({"path": "x", "colour": 1})

@@ -134,7 +134,9 @@ class DataSource:
         except ValueError as error:
             raise UsageError(f"data source {spec!r:.80}: {str(error).removeprefix('.')}") from None
         if isinstance(checked, str):
-            checked = {"benchmark": checked} if checked in benchmarks.BENCHMARKS else {"path": checked}
+            # as the source reader decides: a path that exists wins over a benchmark of that name
+            is_benchmark = checked in benchmarks.BENCHMARKS and not Path(checked).expanduser().exists()
+            checked = {"benchmark": checked} if is_benchmark else {"path": checked}
         fmt = checked.get("format")
         if "benchmark" in checked:
             name = checked["benchmark"]
