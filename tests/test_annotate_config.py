@@ -90,6 +90,12 @@ def test_checks_across_settings_name_the_setting_at_fault() -> None:
     assert refused(project).endswith("(pipeline.target_langs)")
     project["pipeline"].update(target_langs=["DE", "de"], canaries={"per_lang": 1, "langs": ["en"]})
     assert refused(project).endswith("(pipeline.canaries.langs)")
+    # but only when canaries will be planted: none asked, or ``auto`` on the embedded server (0)
+    project["pipeline"]["canaries"] = {"per_lang": 0, "langs": ["en"]}
+    assert load_config(project).pipeline.canaries.langs == ["en"]
+    project["pipeline"]["canaries"] = {"per_lang": "auto", "langs": ["en"]}
+    project["backend"] = {"endpoints": ["local"]}
+    assert load_config(project).canaries_per_lang == 0
     assert load_config(with_setting("pipeline.mode", "project")).pipeline.target_langs == [
         "zh", "de", "es", "pt", "ar"]
 

@@ -154,3 +154,47 @@ def training_ids(work: Path) -> list[str]:
 
     return [item.sentence.id for mode in ("extract", "project")
             for item in iter_records(work / "silver" / mode) if isinstance(item, Record)]
+
+
+def test_an_unexpected_error_in_a_step_still_ends_the_chain_with_its_summary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not only the project's own errors: a bug or a torch error in a step is recorded as that
+    step's failure, with its type, and the chain stops there (no bare traceback, no lost summary)."""
+    from openie4pp.app import quickstart_steps
+
+    def broken(args: object) -> dict[str, object]:
+        raise RuntimeError("CUDA out of memory")
+
+    module, _ = quickstart_steps.STEPS["annotate"]
+    monkeypatch.setitem(quickstart_steps.STEPS, "annotate", (module, broken))
+    result = run_quickstart(QuickstartOptions(workdir=tmp_path / "qs", endpoint="http://127.0.0.1:9",
+                                              model="m"))
+    assert not result.ok and result.failure is not None
+    assert "annotate (extract mode) failed: RuntimeError: CUDA out of memory" in result.failure
+    assert [(s.name, s.status) for s in result.steps] == [("annotate (extract mode)", "failed")]
+
+
+def test_a_record_of_the_previous_version_resumes_instead_of_retraining(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ``quickstart.json`` written before steps kept their results has the same signature but no
+    result: the step runs again as itself (``resume=true``), not as a changed one (``overwrite``)."""
+    from openie4pp.app import quickstart, quickstart_steps
+
+    seen: list[list[str]] = []
+
+    def train(args: object) -> dict[str, object]:
+        seen.append(list(args.overrides))
+        return {"steps": 1}
+
+    module, _ = quickstart_steps.STEPS["train"]
+    monkeypatch.setitem(quickstart_steps.STEPS, "train", (module, train))
+    chain = quickstart.Quickstart(QuickstartOptions(workdir=tmp_path))
+    argv = ["train", "--stage", "1", f"run_dir={tmp_path}", "resume=true"]
+    changed = [a if a != "resume=true" else "overwrite=true" for a in argv]
+    chain.state["train stage 1"] = {"signature": quickstart._signature(argv, []), "stdout": ""}
+    assert chain.step("train stage 1", argv, [], [], tmp_path, changed_argv=changed) == {"steps": 1}
+    chain.state["train stage 1"] = {"signature": "other options", "result": {"steps": 1}}
+    chain.step("train stage 1", argv, [], [], tmp_path, changed_argv=changed)
+    assert seen == [[f"run_dir={tmp_path}", "resume=true"], [f"run_dir={tmp_path}", "overwrite=true"]]
