@@ -93,7 +93,7 @@ class UnitAnnotator:
             try:
                 response = await self.backend.complete(request)
             except RequestFailed as error:
-                self.stats.failed_requests += 1
+                self.stats.failed_requests += not error.counted
                 if error.status in REFUSING_STATUSES:
                     raise UsageError(f"the endpoint refused the {request.purpose} request: {error.detail}; "
                                      "check --endpoint, --model and the API key") from None
@@ -103,7 +103,8 @@ class UnitAnnotator:
                     f"{request.purpose} request: {error.detail}",
                     deferred=error.transient,
                 ) from error
-            self.stats.record_response(response, request.purpose)
+            if not response.replayed:  # a batch run's later pass: counted when first served
+                self.stats.record_response(response, request.purpose)
             if request.constraint is not None and request.purpose == "stage1":
                 trace.constraint = response.constraint
             if not response.cached:
@@ -119,7 +120,7 @@ class UnitAnnotator:
                         RejectionReason.llm_invalid_output,
                         f"{request.purpose} answer: {error.detail} (answer: {response.content[:300]!r})",
                     ) from error
-                self.stats.reasks += 1
+                self.stats.reasks += not response.replayed
                 request = request.with_messages(Message("assistant", response.content), reask_message(error))
         raise AssertionError("unreachable")
 

@@ -80,6 +80,10 @@ class BackendSettings(_Settings):
     """``--max-rpm``: requests per minute, all endpoints together (None: no limit)."""
     max_tpm: float | None = None
     """``--max-tpm``: tokens per minute, all endpoints together (None: no limit)."""
+    tokenizer: str | None = None
+    """``--tokenizer``: the model's tokenizer for ``--dry-run`` (a ``tokenizer.json``, a Hugging Face
+    tokenizer folder, or a GGUF file); None: the embedded model's or a vLLM model folder's own, else an
+    estimate (:mod:`openie4pp.annotate.dry_run`)."""
 
     @field_validator("endpoints", mode="before")
     @classmethod
@@ -110,12 +114,11 @@ class BackendSettings(_Settings):
             if not self.model:
                 raise SettingProblem("--backend vllm needs --model (a hub name or a local path)", ("model",))
             return self
-        if not self.endpoints:
-            raise SettingProblem("give --endpoint URL (repeatable) or --endpoint local", ("endpoints",))
         if LOCAL in self.endpoints and len(self.endpoints) > 1:
             raise SettingProblem("--endpoint local cannot be combined with other endpoints", ("endpoints",))
         if not self.local and not self.model:
             raise SettingProblem("--model is required with --endpoint URL", ("model",))
+        # no endpoint at all is the whole config's call: --execution batch-files sends nothing
         return self
 
     @property
@@ -325,6 +328,69 @@ def load_config(data: Any) -> AnnotationConfig:
     return AnnotationConfig(**{str(key): value for key, value in data.items()})
 
 
+class BatchSettings(_Settings):
+    """How ``--execution batch`` / ``batch-files`` uses a provider's Batch API (or files for
+    ``vllm run-batch``). The defaults are OpenAI's limits and prices."""
+
+    poll_s: float = 30.0
+    """``--batch-poll-s``: the first wait between two looks at a batch; it doubles up to ``poll_max_s``."""
+    poll_max_s: float = 600.0
+    max_requests_per_file: int = 50_000
+    """OpenAI's limit of requests per batch input file."""
+    max_bytes_per_file: int = 200_000_000
+    """OpenAI's limit of bytes per batch input file."""
+    max_line_attempts: int = 3
+    """``--batch-attempts``: a request whose line failed this often is given up (its item is rejected
+    as ``request_failed``, which ``--retry-failed`` retries)."""
+    completion_window: str = "24h"
+    price_factor: float = 0.5
+    """``--batch-price-factor``: batch prices as a share of online ones (OpenAI: half)."""
+
+    @field_validator("poll_s", "poll_max_s", "price_factor")
+    @classmethod
+    def _positive_float(cls, value: float, info: Any) -> float | None:
+        return finite(f"execution.batch.{info.field_name}", value, zero_ok=info.field_name == "price_factor")
+
+    @field_validator("max_requests_per_file", "max_bytes_per_file", "max_line_attempts")
+    @classmethod
+    def _positive_int(cls, value: int, info: Any) -> int:
+        return at_least_one(f"execution.batch.{info.field_name}", value)
+
+
+class RaySettings(_Settings):
+    """How ``--execution ray`` spreads the run over a Ray cluster (:mod:`openie4pp.annotate.ray_engine`)."""
+
+    address: str | None = None
+    """``--ray-address``: a running cluster (``auto``, ``ray://HOST:10001``); None: a local instance."""
+    actors: int = 2
+    """``--ray-actors``: annotating actors (each with ``pipeline.concurrency`` items in flight)."""
+    gpus_per_actor: float = 0.0
+    """``--ray-gpus-per-actor``: GPUs each actor holds (``--backend vllm`` needs at least one)."""
+    batch_size: int = 64
+    """``--ray-batch-size``: items per block, one ``map_batches`` call of an actor (an actor runs one
+    block at a time: 4x ``pipeline.concurrency`` or more keeps its slots busy)."""
+
+    @field_validator("actors", "batch_size")
+    @classmethod
+    def _positive(cls, value: int, info: Any) -> int:
+        return at_least_one(f"--ray-{info.field_name.replace('_', '-')}", value)
+
+    @field_validator("gpus_per_actor")
+    @classmethod
+    def _gpus(cls, value: float) -> float | None:
+        return finite("--ray-gpus-per-actor", value, zero_ok=True)
+
+
+class ExecutionSettings(_Settings):
+    """How the requests are sent: one process online (the default), a provider's Batch API in rounds,
+    batch files for a self-hosted runner, or a Ray cluster."""
+
+    kind: Literal["online", "batch", "batch-files", "ray"] = "online"
+    """``--execution``."""
+    batch: BatchSettings = Field(default_factory=BatchSettings)
+    ray: RaySettings = Field(default_factory=RaySettings)
+
+
 class AnnotationConfig(_Settings):
     """Everything one annotation run needs to know, checked as a whole before it starts.
 
@@ -340,6 +406,7 @@ class AnnotationConfig(_Settings):
     backend: BackendSettings
     cache: CacheSettings = Field(default_factory=CacheSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -354,7 +421,28 @@ class AnnotationConfig(_Settings):
         if self.pipeline.constrain == "auto":
             self.pipeline.constrain = "spans" if self.backend.local else "none"
         self.pipeline.check_project_canaries(self.canaries_per_lang)
+        self._check_execution()
         return self
+
+    def _check_execution(self) -> None:
+        kind, backend = self.execution.kind, self.backend
+        if backend.kind == "openai" and not backend.endpoints and kind != "batch-files":
+            raise SettingProblem("give --endpoint URL (repeatable) or --endpoint local",
+                                 ("backend", "endpoints"))
+        if kind in ("batch", "batch-files"):
+            if backend.kind == "vllm":
+                raise SettingProblem(f"--execution {kind} sends HTTP batch files; --backend vllm runs "
+                                     "in this process (use --execution online or ray)", ("execution", "kind"))
+            if backend.local:
+                raise SettingProblem(f"--execution {kind}: the embedded llama.cpp server has no batch API "
+                                     "(use --execution online)", ("execution", "kind"))
+            if kind == "batch" and len(backend.endpoints) != 1:
+                raise SettingProblem("--execution batch submits to one Batch API: give one --endpoint",
+                                     ("backend", "endpoints"))
+        if kind == "ray" and backend.kind == "vllm" and self.execution.ray.gpus_per_actor <= 0:
+            raise SettingProblem("--execution ray with --backend vllm: give --ray-gpus-per-actor "
+                                 "(at least 1)",
+                                 ("execution", "ray", "gpus_per_actor"))
 
     @property
     def cache_path(self) -> Path:

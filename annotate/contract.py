@@ -20,6 +20,7 @@ that :func:`reask_message` sends back to the model.
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import re
 from typing import Any, ClassVar, Literal, TypeVar
@@ -205,16 +206,31 @@ def parse_answer(text: str, model: type[T]) -> T:
     if not text or not text.strip():
         raise AnswerInvalid("the answer was empty")
     try:
-        body = _unfence(text)
-        value, problem = _first_json_value(body)
+        value = _whole_json(text)
         if value is _NOTHING:
-            raise AnswerInvalid(problem or "no JSON object found")
+            body = _unfence(text)
+            value, problem = _first_json_value(body)
+            if value is _NOTHING:
+                raise AnswerInvalid(problem or "no JSON object found")
         value = _wrap_for(value, model)
         return model.model_validate(value)
     except ValidationError as exc:
         raise AnswerInvalid(_summarise(exc)) from None
     except RecursionError:  # a hostile or broken answer nested thousands deep: invalid, not a crash
         raise AnswerInvalid("the JSON is nested too deeply") from None
+
+
+def _whole_json(text: str) -> Any:
+    """What the search below finds when the whole answer is one JSON object or array without a code
+    fence (structured output): it starts at the first bracket, ends at the matching one (skipping
+    strings alike) and parses that. At once, without its Python scan (~20 µs); else ``_NOTHING``."""
+    if "```" in text:
+        return _NOTHING
+    try:
+        value = json.loads(text)
+    except (ValueError, RecursionError):
+        return _NOTHING
+    return value if isinstance(value, (dict, list)) else _NOTHING
 
 
 def _unfence(text: str) -> str:
@@ -336,8 +352,10 @@ def _string_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+@functools.lru_cache(maxsize=64)
 def _list_field(model: type[BaseModel]) -> str | None:
-    """The field name of a model whose only required field is a list (``triples``, ``verdicts``)."""
+    """The field name of a model whose only required field is a list (``triples``, ``verdicts``);
+    once per model (a class: its fields are fixed)."""
     required = [name for name, info in model.model_fields.items() if info.is_required()]
     if len(required) != 1:
         return None

@@ -12,6 +12,7 @@ these rules can stay simple.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from openie4pp.text import CJK_CHARACTERS, CJK_PUNCTUATION_MARKS, is_no_space_script, primary_subtag
@@ -56,7 +57,6 @@ def normalize_phrase(phrase: str, lang: str, sentence_text: str) -> str:
     CJK characters are decoration. The result may be empty (a phrase that was only a quote or
     a note); the caller rejects it as an empty phrase.
     """
-    base = primary_subtag(lang)
     text = _strip_bidi(phrase, sentence_text)
     text = " ".join(text.split())
     previous = None
@@ -65,13 +65,25 @@ def normalize_phrase(phrase: str, lang: str, sentence_text: str) -> str:
         text = _strip_notes(text, sentence_text)
         text = _strip_quotes(text, sentence_text)
         text = _strip_punctuation(text)
-    if base in _NO_SPACE_LANGS or is_no_space_script(sentence_text):
+    if _no_space_lang(lang) or is_no_space_script(sentence_text):
         text = _join_cjk(text, sentence_text)
     return _half_width_like(text, sentence_text)
 
 
+@functools.lru_cache(maxsize=1024)
+def _no_space_lang(lang: str) -> bool:
+    """Whether the language of ``lang`` (any BCP-47 spelling) is written without spaces; per tag,
+    once (a run has a handful), not three times per triple."""
+    return primary_subtag(lang) in _NO_SPACE_LANGS
+
+
+_ANY_BIDI = re.compile(f"[{_BIDI_CONTROLS}]")
+
+
 def _strip_bidi(text: str, sentence: str) -> str:
     """Directional marks are invisible; a model may add them around Arabic text."""
+    if _ANY_BIDI.search(text) is None:  # the usual case: nothing to look at character by character
+        return text
     return "".join(ch for ch in text if ch not in _BIDI_CONTROLS or ch in sentence)
 
 
@@ -131,10 +143,16 @@ def _join_cjk(text: str, sentence: str) -> str:
     return _SPACE_IN_CJK.sub("", text)
 
 
+_WIDE = re.compile("[\uff01-\uff5e\u3000]")
+"""The characters :func:`_half_width_like` may replace."""
+
+
 def _half_width_like(text: str, sentence: str) -> str:
     """Full-width ASCII forms (``２０２０``, ``ＡＢＣ``) become half-width where the sentence has the
     half-width character and not the full-width one; full-width punctuation in a Chinese sentence
     (``，``) therefore stays as it is."""
+    if _WIDE.search(text) is None:  # the usual case: no such character, nothing to look at
+        return text
     out = []
     for ch in text:
         code = ord(ch)

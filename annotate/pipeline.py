@@ -33,7 +33,7 @@ from openie4pp.shards import NOT_FINAL_REASONS, ShardWriter
 from .annotator import PipelineConfig, UnitAnnotator
 from .canaries import CanaryBook
 from .inputs import InputProblem, WorkItem
-from .llm import Backend
+from .llm import AnswerPending, Backend
 from .stats import RunStats
 from .units import ItemRejected, OutputUnit, UnitTrace, canary_units, input_units
 
@@ -56,6 +56,16 @@ class Pipeline:
         self._deferred: list[tuple[OutputUnit, ItemRejected]] = []
         self.canaries = CanaryBook(config.canaries)
         self._canaries_left = len(config.canaries)
+        self.awaiting = 0
+        """Units left unfinished because a request's answer will come from a batch round
+        (:class:`~openie4pp.annotate.llm.AnswerPending`): the pass is not the run's last."""
+        self._awaiting_items = 0
+        self.passes = 0
+        """Passes :meth:`run` made over the input. A batch run makes one per round, on this same
+        pipeline: a later pass counts an item once, leaves finished ones alone, and does not forget
+        rejections again (``--retry-failed`` is about what *earlier runs* left)."""
+        self._finished_now: set[str] = set()
+        """Units this pipeline wrote a record or a record-level rejection for."""
 
     # ------------------------------------------------------------------ one unit
 
@@ -63,6 +73,10 @@ class Pipeline:
         trace = UnitTrace()
         try:
             sentence, candidates = await self.annotator.annotate(unit, trace)
+        except AnswerPending:  # a batch round will answer it: the next pass takes the unit further
+            self.awaiting += 1
+            self._awaiting_items += unit.canary is None
+            return
         except ItemRejected as rejected:
             if rejected.deferred:
                 self._deferred.append((unit, rejected))
@@ -105,6 +119,7 @@ class Pipeline:
             self.canaries.accept(unit.id, record)
             return
         assert self.writer is not None
+        self._finished_now.add(unit.id)
         if self.writer.write(record):
             self.stats.accepted_records += 1
             self.stats.accepted_extractions += len(record.extractions)
@@ -125,6 +140,8 @@ class Pipeline:
                 self.canaries.reject(unit.id, reason.value)
             return
         assert self.writer is not None
+        if record_level:
+            self._finished_now.add(unit.id)
         rejection = Rejection(
             stage=stage,  # type: ignore[arg-type]
             reason=reason,
@@ -161,21 +178,32 @@ class Pipeline:
         self.stats.canaries = {lang: s.as_dict() for lang, s in sorted(scores.items())}
         self.stats.canary_f1 = self.canaries.postfix()
 
-    async def run(self, items: Iterable[WorkItem | InputProblem], progress: Any = None) -> RunStats:
+    async def run(self, items: Iterable[WorkItem | InputProblem], progress: Any = None,
+                  writer: ShardWriter | None = None) -> RunStats:
         """Annotate every unfinished unit of ``items`` into the output folder.
 
         Stops early, leaving the remaining items unfinished for a rerun, when a unit raises an
         :class:`~openie4pp.errors.OpenIE4ppError` (the circuit breaker opened, the endpoint refused
         the key) or the writer fails (disk full); the error is raised after the tasks in flight are
-        cancelled and the folder is closed as incomplete."""
+        cancelled and the folder is closed as incomplete. ``writer``: the folder's writer, opened and
+        closed by the caller (a batch run holds it, and the folder's lock, across passes and polls)."""
         limit = asyncio.Semaphore(self.config.concurrency)
         stop: list[BaseException] = []
         ended = False
-        with ShardWriter(self.out_dir, resume=True, build_config=self.config.build_config) as writer:
+        first = self.passes == 0
+        self.awaiting = self._awaiting_items = 0
+        self._canaries_left = len(self.config.canaries)
+        if self.config.canaries:  # every pass annotates them anew (from the cache): score the last one's
+            self.canaries = CanaryBook(self.config.canaries)
+        with contextlib.ExitStack() as stack:
+            if writer is None:
+                writer = stack.enter_context(ShardWriter(self.out_dir, resume=True,
+                                                         build_config=self.config.build_config))
             self.writer = writer
-            # under the writer's lock: nobody else appends while rejected.jsonl is rewritten
-            forgotten = writer.forget_rejections(set(self.config.retry_failed) | NOT_FINAL_REASONS)
-            self.stats.retried_failed = sum(n for r, n in forgotten.items() if r not in NOT_FINAL_REASONS)
+            if first:  # under the writer's lock: nobody else appends while rejected.jsonl is rewritten
+                forgotten = writer.forget_rejections(set(self.config.retry_failed) | NOT_FINAL_REASONS)
+                self.stats.retried_failed = sum(n for r, n in forgotten.items()
+                                                if r not in NOT_FINAL_REASONS)
             done = writer.rejections.final_reasons
             pending: set[asyncio.Task[None]] = set()
 
@@ -200,6 +228,8 @@ class Pipeline:
                     if stop:
                         break
                     if isinstance(unit, InputProblem):
+                        if not first:  # the first pass wrote or counted it
+                            continue
                         finished = unit.sentence_id is not None and unit.reason != "duplicate" and (
                             unit.sentence_id in writer or unit.sentence_id in done)
                         if finished:  # an earlier run (other limits?) accounts for this id already
@@ -207,7 +237,10 @@ class Pipeline:
                         else:
                             self._reject_input(unit)
                         continue
-                    if unit.canary is None:  # canaries are annotated (from the cache) on every run
+                    if unit.canary is None and not first:  # a later pass: finished ones are counted
+                        if unit.id in self._finished_now or unit.id in writer or unit.id in done:
+                            continue
+                    elif unit.canary is None:  # canaries are annotated (from the cache) on every run
                         self.stats.items += 1
                         if unit.id in writer or unit.id in done:
                             self.stats.skipped(done.get(unit.id))
@@ -225,19 +258,22 @@ class Pipeline:
                     await asyncio.wait(set(pending), return_when=asyncio.FIRST_COMPLETED)
                 if stop:
                     raise stop[0]
-                for unit, rejected in self._deferred:  # the run ended normally: they are final now
-                    self._reject(unit, rejected.stage, rejected.reason, rejected.detail, rejected.field)
-                self.score_canaries()
-                writer.quality = {"canaries": self.stats.canaries} if self.config.canaries else {}
-                ended = True
+                if not self.awaiting:  # else a batch round comes first: this pass is not the last
+                    for unit, rejected in self._deferred:  # the run ended normally: they are final now
+                        self._reject(unit, rejected.stage, rejected.reason, rejected.detail, rejected.field)
+                    self.score_canaries()
+                    writer.quality = {"canaries": self.stats.canaries} if self.config.canaries else {}
+                    ended = True
             finally:
                 for job in pending:
                     job.cancel()
                 if pending:
                     await asyncio.gather(*pending, return_exceptions=True)
-                self.stats.unfinished = 0 if ended else sum(1 for t, _ in self._deferred if t.canary is None)
+                self.stats.unfinished = 0 if ended else (
+                    sum(1 for t, _ in self._deferred if t.canary is None) + self._awaiting_items)
                 self._deferred.clear()
                 self.writer = None
+                self.passes += 1
                 self.stats.complete = ended
                 with contextlib.suppress(OSError):  # a full disk must not hide the original error
                     self.stats.write(self.out_dir / "stats.json", self.config.prices)
@@ -245,16 +281,19 @@ class Pipeline:
 
     def _reject_input(self, problem: InputProblem) -> None:
         assert self.writer is not None
-        self.writer.reject(
-            Rejection(
-                stage="input",
-                reason=RejectionReason(problem.reason),
-                detail=clip_input(problem.detail),
-                input=clip_input(problem.raw),
-                sentence_id=problem.sentence_id,
-                file=problem.source,
-                line=problem.line,
-                field=problem.field,
-            )
-        )
+        self.writer.reject(input_rejection(problem))
         self.stats.input_rejection(problem.reason)
+
+
+def input_rejection(problem: InputProblem) -> Rejection:
+    """The rejection line of an input line that was not annotated (every engine writes it so)."""
+    return Rejection(
+        stage="input",
+        reason=RejectionReason(problem.reason),
+        detail=clip_input(problem.detail),
+        input=clip_input(problem.raw),
+        sentence_id=problem.sentence_id,
+        file=problem.source,
+        line=problem.line,
+        field=problem.field,
+    )

@@ -210,7 +210,31 @@ class PromptTemplate:
             "language_notes": "\n".join(f"- {line}" for line in lines) if lines else "- (none)",
         }
 
+    @cached_property
+    def _declared(self) -> frozenset[str]:
+        """The declared variable names, when none is a builtin's (a file cannot declare one; a
+        template built in code might): the set a well-formed call passes exactly."""
+        names = frozenset(self.variables)
+        return frozenset() if names & set(BUILTINS) else names
+
+    @cached_property
+    def _builtins_by_notes(self) -> dict[tuple[Any, ...], dict[str, str]]:
+        return {}
+
     def _render_user(self, notes: LanguageNotes, variables: Mapping[str, Any]) -> str:
+        if not self._declared or variables.keys() != self._declared:  # else nothing to complain about
+            self._check_variables(variables)
+        # the same for every sentence of a language: keyed by all that _builtins reads
+        key = (notes.lang, notes.name, notes.notes, notes.prompt_notes.get(self.id))
+        builtins = self._builtins_by_notes.get(key)
+        if builtins is None:
+            builtins = self._builtins_by_notes[key] = self._builtins(notes)
+        values = dict(builtins)
+        for name, kind in self.variables.items():
+            values[name] = neutralise_tags(format_variable(name, kind, variables[name]), self._tags)
+        return self._substitute(self.user, values, "user")
+
+    def _check_variables(self, variables: Mapping[str, Any]) -> None:
         reserved = sorted(set(variables) & set(BUILTINS))
         if reserved:
             raise PromptError(
@@ -226,14 +250,19 @@ class PromptTemplate:
                 f"prompt {self.id!r} v{self.version}: {'; '.join(parts)} "
                 f"(expects {', '.join(sorted(self.variables))})"
             )
-        values = self._builtins(notes)
-        for name, kind in self.variables.items():
-            values[name] = neutralise_tags(format_variable(name, kind, variables[name]), self._tags)
-        return self._substitute(self.user, values, "user")
 
     def _substitute(self, template: str, values: Mapping[str, str], part: str) -> str:
         try:
-            return _template(template).substitute(values)
+            pieces = _pieces(template)
+            if pieces is None:  # an invalid placeholder: string.Template raises the error
+                return _template(template).substitute(values)
+            out = []
+            for literal, name in pieces:
+                out.append(literal)
+                if name is not None:
+                    value = values[name]
+                    out.append(value if type(value) is str else str(value))
+            return "".join(out)
         except KeyError as exc:  # a $name in the template that is neither declared nor built in
             raise PromptError(
                 f"prompt {self.id!r}: the {part} template uses undeclared ${exc.args[0]}"
@@ -245,6 +274,31 @@ class PromptTemplate:
 @functools.lru_cache(maxsize=256)
 def _template(text: str) -> Template:
     return Template(text)
+
+
+@functools.lru_cache(maxsize=256)
+def _pieces(text: str) -> tuple[tuple[str, str | None], ...] | None:
+    """``text`` as :class:`string.Template` reads it, once: (literal, placeholder name or None)
+    pairs, ``$$`` already turned into ``$``; None when it has an invalid placeholder. Substituting
+    from these gives what ``Template(text).substitute`` gives, without its regex and callback per
+    placeholder on every request."""
+    pieces: list[tuple[str, str | None]] = []
+    literal: list[str] = []
+    last = 0
+    for match in Template.pattern.finditer(text):
+        literal.append(text[last:match.start()])
+        last = match.end()
+        if match.group("escaped") is not None:
+            literal.append(Template.delimiter)
+            continue
+        name = match.group("named") or match.group("braced")
+        if name is None:
+            return None
+        pieces.append(("".join(literal), name))
+        literal = []
+    literal.append(text[last:])
+    pieces.append(("".join(literal), None))
+    return tuple(pieces)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -101,6 +101,19 @@ class RunStats:
             if slot < _RESERVOIR:
                 self._latencies[slot] = response.latency_s
 
+    def absorb(self, other: RunStats) -> None:
+        """Add what ``other`` spent (requests, tokens, retries, candidates, latencies) to these
+        numbers: a Ray run's batches each keep their own, the driver reports their sum. Items, records
+        and rejections are not added: whoever writes the folder counts those once."""
+        for name in ("requests", "cache_hits", "retries", "reasks", "failed_requests", "prompt_tokens",
+                     "completion_tokens", "candidates", "fixed_candidates"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for name in ("requests_by_purpose", "structured_modes", "constraint_kinds"):
+            getattr(self, name).update(getattr(other, name))
+        # the other's reservoir is a uniform sample of its latencies; up to the bound, keep it whole
+        self._latencies.extend(other._latencies[:max(0, _RESERVOIR - len(self._latencies))])
+        self._seen_latencies += other._seen_latencies
+
     def rejection(self, lang: str, reason: str, *, record_level: bool) -> None:
         self.rejections_per_reason[reason] += 1
         if record_level:

@@ -17,7 +17,17 @@ Prints one JSON object: achieved and ideal requests/s, their ratio (overall, and
 middle of the run from the server's own timestamps), the client's CPU seconds per request
 (``time.process_time`` of this process, all threads) and the server's, so that a low ratio can
 be blamed on the right process. ``--profile`` also prints the client's top functions (cProfile)
-to stderr.
+to stderr. ``--ray-actors 2`` (the default; 0 skips it) then runs the same items through
+``--execution ray`` with two actors against a fresh server of the same latency, the same requests in
+flight in all (``--concurrency`` split between the actors): its ``ratio`` is against the same ideal.
+
+Where the whole run loses to the ideal (``losses_s``, seconds of wall time, from the server's
+arrival stamps and this process's clock, the same machine's): ``before_first_request`` (the
+pipeline opening its folder and reading its first items), ``after_last_request`` less one latency
+(the last answer's processing and closing the folder), and ``in_between``, the rest: answers that
+took longer than the latency (the server, the loopback, the client's event loop busy with other
+answers) and slots left empty (in the lockstep start, and at the end, where the items in flight
+finish at different times and nothing is left to start: a real run pays that once too).
 
     python benchmarks/annotate_throughput.py [--items 1920] [--concurrency 64] [--latency-ms 200]
 """
@@ -39,6 +49,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from fake_openai_server import FakeServerProcess, spawn  # noqa: E402
 
@@ -130,6 +141,9 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="cProfile the client; top functions to stderr")
     parser.add_argument("--http-client", choices=["auto", "aiohttp", "openai"], default="auto")
     parser.add_argument("--profile-dump", metavar="FILE", help="with --profile: also save the pstats to FILE")
+    parser.add_argument("--ray-actors", type=int, default=2,
+                        help="also run --execution ray with this many actors against the same latency "
+                        "server, --concurrency split between them (0: skip; needs the [ray] extra)")
     args = parser.parse_args()
 
     # one-time costs a long run amortises stay out of the measurement: the prompt files, and the
@@ -152,13 +166,14 @@ def main() -> None:
             pipeline = make_pipeline(server, out, args)
             server_cpu_before = server_cpu_s(server.proc.pid)
             profiler = cProfile.Profile() if args.profile else None
-            cpu_before, wall_before = time.process_time(), time.perf_counter()
+            cpu_before, wall_before, clock_before = time.process_time(), time.perf_counter(), time.time()
             if profiler is not None:
                 profiler.enable()
             stats = asyncio.run(run_pipeline(pipeline, source))
             if profiler is not None:
                 profiler.disable()
             wall = time.perf_counter() - wall_before
+            clock_after = time.time()
             cpu = time.process_time() - cpu_before
             server_cpu_after = server_cpu_s(server.proc.pid)
             log = server.requests()
@@ -175,6 +190,14 @@ def main() -> None:
         if server_cpu_before is not None and server_cpu_after is not None
         else None
     )
+    stamps = [float(e["ts"]) for e in log]
+    before_first = min(stamps) - clock_before if stamps else None
+    after_last = clock_after - max(stamps) - latency_s if stamps else None
+    losses = None
+    if before_first is not None and after_last is not None:
+        losses = {"before_first_request": round(before_first, 3),
+                  "after_last_request": round(after_last, 3),
+                  "in_between": round(wall - ideal_wall - before_first - after_last, 3)}
     result = {
         "benchmark": "annotate_throughput",
         "items": args.items,
@@ -191,6 +214,7 @@ def main() -> None:
         "ratio_vs_bare_client": round(requests / wall / ideal_rate / bare, 4),
         "steady_requests_per_s": round(steady, 1) if steady else None,
         "steady_ratio": round(steady / ideal_rate, 4) if steady else None,
+        "losses_s": losses,
         "client_cpu_ms_per_request": round(1000 * cpu / max(1, requests), 3),
         "client_cpu_utilisation": round(cpu / wall, 3),
         "server_cpu_ms_per_request": round(1000 * server_cpu / max(1, requests), 3) if server_cpu else None,
@@ -203,6 +227,8 @@ def main() -> None:
         "cpu_count": os.cpu_count(),
         "http_client": pipeline.backend.inner.http_client,
     }
+    if args.ray_actors:
+        result["ray"] = ray_throughput(args, ideal_rate)
     if profiler is not None:
         text = io.StringIO()
         pstats.Stats(profiler, stream=text).sort_stats("cumulative").print_stats(40)
@@ -211,6 +237,31 @@ def main() -> None:
         if args.profile_dump:
             profiler.dump_stats(args.profile_dump)
     print(json.dumps(result))
+
+
+def ray_throughput(args: argparse.Namespace, ideal_rate: float) -> dict[str, Any]:
+    """The same items through ``--execution ray`` (``benchmarks/ray_throughput.py``) against a fresh
+    server of the same latency, the same requests in flight in all: its rate against the same ideal."""
+    try:
+        import ray  # noqa: F401
+    except ImportError:
+        return {"skipped": "ray is not installed (pip install 'openie4pp[ray]')"}
+    from ray_throughput import measure
+
+    per_actor = max(1, args.concurrency // args.ray_actors)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = Path(tmp) / "in.jsonl"
+        write_input(source, args.items)
+        server = spawn("--responder", "annotate_responder:respond", "--latency-ms", str(args.latency_ms))
+        try:
+            numbers = measure(server.base_url, "fake-model", source, Path(tmp) / "out", args.ray_actors,
+                              per_actor, batch_size=4 * per_actor)
+        finally:
+            server.stop()
+    rate, steady = numbers.get("requests_per_s"), numbers.get("steady_requests_per_s")
+    numbers["ratio"] = round(rate / ideal_rate, 4) if rate else None
+    numbers["steady_ratio"] = round(steady / ideal_rate, 4) if steady else None
+    return numbers
 
 
 if __name__ == "__main__":

@@ -13,6 +13,8 @@ Exit codes (the README's table):
 ``1``   the command ran and found problems: nothing accepted, invalid data, unmatched predictions,
         a run stopped because every endpoint failed (a plain rerun continues it)
 ``2``   usage or configuration error, found before any work was done
+``3``   ``annotate --execution batch-files``: the round's batch files are written and wait for their
+        outputs (made elsewhere, e.g. ``vllm run-batch``); the same command, rerun, goes on
 ``130`` interrupted (Ctrl-C or SIGTERM); what was finished is kept and a rerun continues
 ======  ==========================================================================================
 """
@@ -22,6 +24,7 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
+EXIT_WAITING = 3
 EXIT_INTERRUPTED = 130
 
 

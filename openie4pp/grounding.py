@@ -165,7 +165,7 @@ def index_for(sentence: Sentence) -> SentenceIndex:
     """A cached :class:`SentenceIndex` (LRU over the last 1,024 sentences)."""
     key = (sentence.id, sentence.text, len(sentence.tokens))
     index = _INDEX_CACHE.get(key)
-    if index is None or index.sentence.offsets != sentence.offsets:
+    if index is None or (index.sentence is not sentence and index.sentence.offsets != sentence.offsets):
         index = SentenceIndex(sentence)
         _INDEX_CACHE[key] = index
         if len(_INDEX_CACHE) > _INDEX_CACHE_SIZE:

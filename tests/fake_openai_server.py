@@ -31,12 +31,18 @@ requests that have it). Unknown fields are otherwise ignored, as vLLM and llama.
 A responder ``fn(request_json) -> str | dict`` makes the answers: a str is the assistant content; a
 dict is ``{"content": str}`` optionally with ``prompt_tokens``/``completion_tokens``, or
 ``{"fault": {...}}``. The default answers a minimal instance of the response_format schema.
+
+It also fakes OpenAI's Batch API (``/v1/files``, ``/v1/batches``; see :class:`FakeBatchAPI`):
+``set_batch(polls=N, rules=[...])`` (``POST /admin/batch``) sets how many retrievals a batch takes
+and its faults, ``batch_log()`` (``GET /admin/batches``) lists every batch created.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import email.parser
+import email.policy
 import importlib
 import json
 import os
@@ -45,6 +51,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 import urllib.request
 from collections import Counter
 from collections.abc import Callable
@@ -121,6 +128,7 @@ class State:
         self.expected_key = expected_key
         self.model = model
         self.set_script(rules or [])
+        self.batch_api = FakeBatchAPI()
         self.reset()
 
     def set_script(self, rules: list[dict[str, Any]], latency_ms: float | None = None) -> None:
@@ -187,6 +195,223 @@ def _tokens(text: str) -> int:
     return max(1, len(text.split()))
 
 
+# -- the Batch API ---------------------------------------------------------------------------------
+
+BATCH_TERMINAL = ("completed", "failed", "expired", "cancelled")
+
+
+def _page(items: list[dict[str, Any]], query: dict[str, list[str]]) -> dict[str, Any]:
+    """A cursor page as OpenAI's list endpoints answer (``after`` an id, ``limit`` items)."""
+    after = query["after"][0] if query.get("after") else None
+    limit = max(1, min(100, int((query.get("limit") or ["20"])[0])))
+    start = 0
+    if after is not None:
+        ids = [item["id"] for item in items]
+        start = ids.index(after) + 1 if after in ids else len(items)
+    data = items[start:start + limit]
+    return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None, "has_more": start + limit < len(items)}
+
+
+class FakeBatchAPI:
+    """Files and batches of the fake Batch API.
+
+    A batch answers its lines with the same rules and responder as ``/v1/chat/completions``
+    (a scripted ``status`` fault sends a line to the error file, ``truncate`` cuts its content)
+    and ends after ``polls`` retrievals: validating -> in_progress -> completed. Batch faults
+    (``set_batch(rules=...)``, first rule with ``times`` left applies to each new batch)::
+
+        {"fault": "expire", "answered": K}   expired, only the first K lines answered (the
+                                             rest in the error file as batch_expired, or in
+                                             no file with "silent": true)
+        {"fault": "cancel", "answered": K}   cancelled, likewise (batch_cancelled)
+        {"fault": "fail", "message": M}      failed as a whole at validation (no output)
+        {"fault": "drop_lines", "match": S}  completed, lines whose last user message has S absent
+        {"fault": "error_lines", "match": S} those lines in the error file with an ``error`` object
+
+    ``log`` records each created batch: its input file, metadata, custom_ids and, once it ran,
+    the custom_ids it answered with a 200. Guarded by its own ``lock``."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()  # its own: answering lines takes the State's lock (rules)
+        self.files: dict[str, dict[str, Any]] = {}
+        self.contents: dict[str, bytes] = {}
+        self.batches: dict[str, dict[str, Any]] = {}
+        self.internal: dict[str, dict[str, Any]] = {}
+        self.log: list[dict[str, Any]] = []
+        self.polls = 2
+        self.rules: list[dict[str, Any]] = []
+        self.ids = 0
+
+    def new_id(self, prefix: str) -> str:
+        self.ids += 1
+        return f"{prefix}{self.ids:06d}"
+
+    def add_file(self, filename: str, purpose: str, content: bytes) -> dict[str, Any]:
+        file_id = self.new_id("file-")
+        self.files[file_id] = {"id": file_id, "object": "file", "bytes": len(content),
+                               "created_at": int(time.time()), "filename": filename, "purpose": purpose,
+                               "status": "processed"}
+        self.contents[file_id] = content
+        return self.files[file_id]
+
+    def create(self, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        file_id = body.get("input_file_id")
+        if file_id not in self.contents:
+            return 404, {"error": {"message": f"No such File object: {file_id}",
+                                   "type": "invalid_request_error"}}
+        batch_id = self.new_id("batch_")
+        lines, errors = [], []
+        seen: set[str] = set()
+        for number, raw in enumerate(self.contents[file_id].splitlines(), 1):
+            try:
+                line = json.loads(raw)
+                custom_id = line["custom_id"]
+                assert isinstance(custom_id, str) and isinstance(line["body"], dict)
+            except (ValueError, KeyError, TypeError, AssertionError):
+                errors.append({"code": "invalid_json_line", "message": "This line is not valid JSONL.",
+                               "param": None, "line": number})
+                continue
+            if custom_id in seen:
+                errors.append({"code": "duplicate_custom_id", "message": "The custom_id is a duplicate.",
+                               "param": None, "line": number})
+            seen.add(custom_id)
+            lines.append((custom_id, line["body"]))
+        fault: dict[str, Any] = {}
+        for rule in self.rules:
+            if rule.get("times") is not None and rule["times"] <= 0:
+                continue
+            if rule.get("times") is not None:
+                rule["times"] -= 1
+            fault = dict(rule)
+            break
+        if fault.get("fault") == "fail":
+            errors.append({"code": "invalid_request", "param": None, "line": 1,
+                           "message": fault.get("message", "scripted batch failure")})
+        now = int(time.time())
+        self.batches[batch_id] = {
+            "id": batch_id, "object": "batch", "endpoint": body.get("endpoint"), "errors": None,
+            "input_file_id": file_id, "completion_window": body.get("completion_window"),
+            "status": "validating", "output_file_id": None, "error_file_id": None, "created_at": now,
+            "in_progress_at": None, "expires_at": now + 86400, "finalizing_at": None, "completed_at": None,
+            "failed_at": None, "expired_at": None, "cancelling_at": None, "cancelled_at": None,
+            "request_counts": {"total": len(lines), "completed": 0, "failed": 0},
+            "metadata": body.get("metadata")}
+        self.internal[batch_id] = {"lines": lines, "errors": errors, "fault": fault, "polls": 0}
+        self.log.append({"batch_id": batch_id, "input_file_id": file_id, "metadata": body.get("metadata"),
+                         "custom_ids": [c for c, _ in lines], "answered": [], "status": "validating"})
+        return 200, self.batches[batch_id]
+
+    def advance(self, batch_id: str, state: State) -> None:
+        """One retrieval's worth of progress (called with this API's lock held)."""
+        batch, inner = self.batches[batch_id], self.internal[batch_id]
+        inner["polls"] += 1
+        now = int(time.time())
+        if batch["status"] == "validating":
+            if inner["errors"]:
+                batch.update(status="failed", failed_at=now,
+                             errors={"object": "list", "data": inner["errors"]})
+            else:
+                batch.update(status="in_progress", in_progress_at=now)
+        elif batch["status"] == "in_progress" and inner["polls"] >= self.polls:
+            kind = inner["fault"].get("fault")
+            self.run(batch_id, state, {"expire": "expired", "cancel": "cancelled"}.get(kind, "completed"))
+        elif batch["status"] == "cancelling":
+            self.run(batch_id, state, "cancelled")
+        self.log_entry(batch_id)["status"] = batch["status"]
+
+    def log_entry(self, batch_id: str) -> dict[str, Any]:
+        return next(entry for entry in self.log if entry["batch_id"] == batch_id)
+
+    def run(self, batch_id: str, state: State, status: str) -> None:
+        """Answer the lines and end the batch with ``status``."""
+        batch, inner = self.batches[batch_id], self.internal[batch_id]
+        fault = inner["fault"]
+        cut = int(fault.get("answered", 0)) if status in ("expired", "cancelled") else len(inner["lines"])
+        outputs: list[dict[str, Any]] = []
+        failures: list[dict[str, Any]] = []
+        answered: list[str] = []
+        for index, (custom_id, body) in enumerate(inner["lines"]):
+            line_id = f"batch_req_{batch_id}_{index}"
+            text = last_user_message(body)
+            if index >= cut:
+                if fault.get("silent"):
+                    continue  # lines that never ran, in no file at all
+                code = "batch_expired" if status == "expired" else "batch_cancelled"
+                failures.append({"id": line_id, "custom_id": custom_id, "response": None,
+                                 "error": {"code": code, "message": f"The batch {status} before it ran."}})
+                continue
+            if fault.get("fault") == "drop_lines" and fault.get("match", "") in text:
+                continue
+            if fault.get("fault") == "error_lines" and fault.get("match", "") in text:
+                failures.append({"id": line_id, "custom_id": custom_id, "response": None,
+                                 "error": {"code": "server_error", "message": "scripted line error"}})
+                continue
+            status_code, payload = _answer_offline(state, body)
+            response = {"status_code": status_code, "request_id": f"req_{line_id}", "body": payload}
+            entry = {"id": line_id, "custom_id": custom_id, "error": None, "response": response}
+            (outputs if status_code == 200 else failures).append(entry)
+            if status_code == 200:
+                answered.append(custom_id)
+        if outputs:
+            content = "".join(json.dumps(o) + "\n" for o in outputs).encode()
+            batch["output_file_id"] = self.add_file(f"{batch_id}_output.jsonl", "batch_output", content)["id"]
+        if failures:
+            content = "".join(json.dumps(o) + "\n" for o in failures).encode()
+            batch["error_file_id"] = self.add_file(f"{batch_id}_error.jsonl", "batch_output", content)["id"]
+        now = int(time.time())
+        batch.update(status=status, finalizing_at=now, **{f"{status}_at": now})
+        batch["request_counts"] = {"total": len(inner["lines"]), "completed": len(outputs),
+                                   "failed": len([f for f in failures if f["error"] is None])}
+        self.log_entry(batch_id)["answered"] = answered
+
+
+def _answer_offline(state: State, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+    """A chat completion for one batch line: the scripted rules (``status``, ``truncate``) and the
+    responder, as ``/v1/chat/completions`` would answer it."""
+    _, fault = state.match(body)
+    fault = fault or {}
+    try:
+        answer = state.responder(body)
+    except Exception as exc:  # a broken responder is a test bug: say so in the answer
+        return 500, {"error": {"message": f"responder raised {exc!r}", "type": "responder_error"}}
+    if isinstance(answer, dict) and "fault" in answer:
+        fault = {**fault, **answer["fault"]}
+    if "status" in fault:
+        status = int(fault["status"])
+        return status, {"error": {"message": fault.get("message", f"scripted error {status}"),
+                                  "type": "scripted", "code": status}}
+    usage: dict[str, int] = {}
+    if isinstance(answer, dict):
+        content = str(answer.get("content", ""))
+        usage = {k: int(answer[k]) for k in ("prompt_tokens", "completion_tokens") if k in answer}
+    else:
+        content = str(answer)
+    if fault.get("truncate"):
+        content = content[: len(content) // 2]
+    prompt_text = " ".join(str(m.get("content", "")) for m in body.get("messages") or [])
+    prompt_tokens = usage.get("prompt_tokens", _tokens(prompt_text))
+    completion_tokens = usage.get("completion_tokens", _tokens(content))
+    return 200, {"id": f"chatcmpl-{int(time.time() * 1e6)}", "object": "chat.completion",
+                 "created": int(time.time()), "model": body.get("model") or state.model,
+                 "choices": [{"index": 0, "finish_reason": "stop",
+                              "message": {"role": "assistant", "content": content}}],
+                 "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+                           "total_tokens": prompt_tokens + completion_tokens}}
+
+
+def _parse_multipart(content_type: str, raw: bytes) -> dict[str, tuple[str | None, bytes]]:
+    """``name -> (filename, bytes)`` of a multipart/form-data body (the SDK's file upload)."""
+    message = email.parser.BytesParser(policy=email.policy.HTTP).parsebytes(
+        f"Content-Type: {content_type}\r\n\r\n".encode() + raw)
+    fields: dict[str, tuple[str | None, bytes]] = {}
+    for part in message.iter_parts():
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        fields[str(name)] = (part.get_filename(), payload if isinstance(payload, bytes) else b"")
+    return fields
+
+
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, like real servers: the client's pool is exercised
     disable_nagle_algorithm = True  # headers and body are separate writes: no 40 ms delayed-ACK stall
@@ -239,6 +464,8 @@ class Handler(BaseHTTPRequestHandler):
         return json.loads(raw or b"{}")
 
     def do_GET(self) -> None:
+        if self._batch_route("GET"):
+            return
         state = self.server.state
         if self.path.rstrip("/") == "/v1/models":
             self._send_json(200, {"object": "list", "data": [{"id": state.model, "object": "model"}]})
@@ -251,6 +478,8 @@ class Handler(BaseHTTPRequestHandler):
             self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
 
     def do_POST(self) -> None:
+        if self._batch_route("POST"):
+            return
         state = self.server.state
         path, _, query = self.path.partition("?")  # Azure-style endpoints carry ?api-version=...
         path = path.rstrip("/")
@@ -269,6 +498,104 @@ class Handler(BaseHTTPRequestHandler):
                 state.leave()
         else:
             self._send_json(404, {"error": {"message": f"no route {self.path}", "type": "not_found"}})
+
+    # -- the Batch API (FakeBatchAPI) -----------------------------------------------------------
+
+    def _read_raw(self) -> bytes:
+        """The request body, sent with a Content-Length or chunked."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            chunks: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    self.rfile.readline()
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def _batch_route(self, method: str) -> bool:
+        """Answer a Batch API or batch admin route; False for any other path."""
+        state = self.server.state
+        api = state.batch_api
+        path, _, query_text = self.path.partition("?")
+        parts = [p for p in path.split("/") if p]
+        if parts[:1] == ["admin"] and parts[1:] in (["batch"], ["batches"]):
+            if method == "POST":
+                body = self._read_json()
+                if body.get("reset"):
+                    state.batch_api = api = FakeBatchAPI()
+                with api.lock:
+                    if body.get("polls") is not None:
+                        api.polls = int(body["polls"])
+                    if body.get("rules") is not None:
+                        api.rules = [dict(rule) for rule in body["rules"]]
+                self._send_json(200, {"ok": True})
+            else:
+                with api.lock:
+                    entries = [dict(entry) for entry in api.log]
+                self._send_json(200, entries)
+            return True
+        if parts[:1] != ["v1"] or parts[1:2] not in (["files"], ["batches"]):
+            return False
+        raw = self._read_raw() if method == "POST" else b""
+        expected = state.expected_key
+        if expected is not None and self.headers.get("Authorization") != f"Bearer {expected}":
+            self._send_json(401, {"error": {"message": "Incorrect API key provided.",
+                                            "type": "invalid_request_error", "code": "invalid_api_key"}})
+            return True
+        query = urllib.parse.parse_qs(query_text)
+        with api.lock:
+            status, payload = self._batch_call(api, method, parts[1:], query, raw)
+        if isinstance(payload, bytes):
+            try:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/octet-stream")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+            except OSError:
+                self.close_connection = True
+        else:
+            self._send_json(status, payload)
+        return True
+
+    def _batch_call(self, api: FakeBatchAPI, method: str, route: list[str], query: dict[str, list[str]],
+                    raw: bytes) -> tuple[int, Any]:
+        missing = (404, {"error": {"message": f"no such object: {'/'.join(route)}",
+                                   "type": "invalid_request_error"}})
+        if route == ["files"] and method == "POST":
+            fields = _parse_multipart(self.headers.get("Content-Type") or "", raw)
+            filename, content = fields.get("file", (None, b""))
+            purpose = fields.get("purpose", (None, b""))[1].decode()
+            if purpose != "batch":
+                return 400, {"error": {"message": f"invalid purpose {purpose!r}",
+                                       "type": "invalid_request_error"}}
+            return 200, api.add_file(filename or "upload.jsonl", purpose, content)
+        if route == ["files"]:
+            wanted = query["purpose"][0] if query.get("purpose") else None
+            files = [f for f in reversed(api.files.values()) if wanted is None or f["purpose"] == wanted]
+            return 200, _page(files, query)
+        if route[0] == "files" and len(route) in (2, 3) and route[1] in api.files:
+            if len(route) == 3 and route[2] == "content":
+                return 200, api.contents[route[1]]
+            return (200, api.files[route[1]]) if len(route) == 2 else missing
+        if route == ["batches"] and method == "POST":
+            return api.create(json.loads(raw or b"{}"))
+        if route == ["batches"]:
+            return 200, _page([api.batches[i] for i in reversed(list(api.batches))], query)
+        if route[0] == "batches" and len(route) >= 2 and route[1] in api.batches:
+            batch = api.batches[route[1]]
+            if len(route) == 3 and route[2] == "cancel" and method == "POST":
+                if batch["status"] not in BATCH_TERMINAL:
+                    batch.update(status="cancelling", cancelling_at=int(time.time()))
+                return 200, dict(batch)
+            if len(route) == 2 and method == "GET":
+                if batch["status"] not in BATCH_TERMINAL:
+                    api.advance(route[1], self.server.state)
+                return 200, dict(batch)
+        return missing
 
     def _chat(self, state: State, body: dict[str, Any], query: str = "") -> None:
         auth = self.headers.get("Authorization")
@@ -439,6 +766,24 @@ class FakeOpenAIServer:
     def stats(self) -> dict[str, Any]:
         return self._httpd.state.stats()
 
+    def set_batch(self, *, polls: int | None = None, rules: list[dict[str, Any]] | None = None,
+                  reset: bool = False) -> None:
+        """Configure the fake Batch API: retrievals until a batch ends, batch fault rules."""
+        state = self._httpd.state
+        if reset:
+            state.batch_api = FakeBatchAPI()
+        with state.batch_api.lock:
+            if polls is not None:
+                state.batch_api.polls = polls
+            if rules is not None:
+                state.batch_api.rules = [dict(rule) for rule in rules]
+
+    def batch_log(self) -> list[dict[str, Any]]:
+        """Every batch created: input file, metadata, custom_ids, answered custom_ids, status."""
+        api = self._httpd.state.batch_api
+        with api.lock:
+            return [dict(entry) for entry in api.log]
+
 
 class FakeServerProcess:
     """Handle on a server subprocess started by :func:`spawn`; administered over HTTP."""
@@ -466,6 +811,13 @@ class FakeServerProcess:
 
     def stats(self) -> dict[str, Any]:
         return self._call("/stats")
+
+    def set_batch(self, *, polls: int | None = None, rules: list[dict[str, Any]] | None = None,
+                  reset: bool = False) -> None:
+        self._call("/admin/batch", {"polls": polls, "rules": rules, "reset": reset})
+
+    def batch_log(self) -> list[dict[str, Any]]:
+        return self._call("/admin/batches")
 
     def stop(self) -> None:
         if self.proc.poll() is None:

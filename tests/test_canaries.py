@@ -435,7 +435,7 @@ def test_project_mode_canaries_skip_the_translation_and_are_never_written(
 
 def test_resolve_canaries_defaults() -> None:
     from openie4pp.annotate.canaries import DEFAULT_PER_LANG
-    from openie4pp.annotate.runner import resolve_canaries
+    from openie4pp.annotate.run_setup import resolve_canaries
     from openie4pp.app.annotate_command import config_from_args
     from openie4pp.app.cli import build_parser
 

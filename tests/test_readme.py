@@ -46,6 +46,20 @@ COVERED_ELSEWHERE: dict[str, str] = {
         "tests/test_vllm_backend.py::test_vllm_end_to_end_on_gpu"
     ),
     "accelerate launch": "tests/test_train_recipe.py::test_two_processes_with_accelerate",
+    # the Batch API polls every 30 s by default: run with a fast poll against the fake Batch API
+    "openie4pp annotate --execution batch ": (
+        "tests/test_batch_execution.py::test_project_mode_goes_through_translate_project_and_judge_rounds"
+    ),
+    "openie4pp annotate --execution batch-files ": (
+        "tests/test_batch_execution.py::test_batch_files_are_answered_elsewhere_and_read_back_on_the_rerun"
+    ),
+    # needs a running Ray cluster (--ray-address auto): the same run on a local instance
+    "openie4pp annotate --execution ray ": (
+        "tests/test_ray_engine.py::test_ray_run_writes_what_an_online_run_writes_and_its_rerun_asks_nothing"
+    ),
+    "vllm run-batch": (
+        "tests/test_batch_execution.py::test_batch_files_are_answered_elsewhere_and_read_back_on_the_rerun"
+    ),
 }
 """Command prefix -> where it runs: a test (``file::function``, checked to exist) or a CI step."""
 

@@ -17,7 +17,8 @@ imported only for the backend asked for.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 from ..config import AnnotationConfig
 from ..llm import Backend
@@ -25,9 +26,11 @@ from .cache import CachedBackend
 
 
 @contextlib.contextmanager
-def open_backend(config: AnnotationConfig) -> Iterator[tuple[Backend, str]]:
+def open_backend(config: AnnotationConfig, *,
+                 also_read: Sequence[Path] = ()) -> Iterator[tuple[Backend, str]]:
     """The configured backend (wrapped in cache and limiter) and a display name for provenance;
-    an embedded server started for it stops when the block ends."""
+    an embedded server started for it stops when the block ends. ``also_read``: other response
+    caches looked up read-only before a request is sent (a Ray run's other actors')."""
     settings = config.backend
     with contextlib.ExitStack() as stack:
         inner: Backend
@@ -64,4 +67,4 @@ def open_backend(config: AnnotationConfig) -> Iterator[tuple[Backend, str]]:
             inner = LimitedBackend(inner, RateLimiter(settings.max_rpm, settings.max_tpm))
         cache_path = config.cache_path
         cache_path.parent.mkdir(parents=True, exist_ok=True)
-        yield CachedBackend(inner, cache_path), name
+        yield CachedBackend(inner, cache_path, also_read=also_read), name

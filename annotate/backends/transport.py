@@ -14,9 +14,10 @@ make one request hold hundreds of megabytes (a chat completion is a few kilobyte
 Why two. The SDK is the reference client, but it does a lot per request that a pre-serialised
 body does not need (request-options models, URL objects, header merging, the httpx layers). On
 two CPU cores, 64 requests in flight at 200 ms latency (``benchmarks/annotate_throughput.py``),
-the whole pipeline reaches 0.93 of the ideal rate over aiohttp (1.6 ms of client CPU per
-request; a bare aiohttp loop with no pipeline at all reaches 0.96 on the same machine) and 0.69
-over the SDK (4.1 ms per request). aiohttp is also what the SDK itself uses for high concurrency
+the whole pipeline reaches 0.94-0.97 of the ideal rate over aiohttp (1.0-1.2 ms of client CPU
+per request, of which aiohttp and the loopback are ~0.4; a bare aiohttp loop with no pipeline at
+all reaches 0.96-0.97 on the same machine) and 0.69 over the SDK (4.1 ms per request, measured
+before the pipeline's own costs were cut). aiohttp is also what the SDK itself uses for high concurrency
 (``openai[aiohttp]``), so ``auto`` picks it when it is installed and the SDK otherwise; the wire
 format is the same (a JSON POST with a bearer token), and the tests run both. The SDK's transport
 lives in :mod:`.sdk_transport` (it needs the SDK's HTTP library); this module, which it builds on,

@@ -12,7 +12,7 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from openie4pp.errors import EXIT_OK, RunProblems
+from openie4pp.errors import EXIT_OK, EXIT_WAITING, RunProblems
 
 if TYPE_CHECKING:
     from openie4pp.annotate.config import AnnotationConfig
@@ -113,6 +113,34 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--price-out", type=float, default=0.0, help="US$ per 1M completion tokens")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    parser.add_argument(
+        "--execution", default="online", choices=["online", "batch", "batch-files", "ray"],
+        help="online: requests sent as the pipeline needs them; batch: in rounds through the endpoint's "
+        "Batch API (OpenAI's: half price, 24 h window); batch-files: the rounds' batch files are written "
+        "for a runner elsewhere (vllm run-batch) and their outputs read back on the rerun; ray: an actor "
+        "pool on a Ray cluster ([ray] extra)",
+    )
+    parser.add_argument("--batch-poll-s", type=float, default=30.0,
+                        help="--execution batch: first wait between looks at a batch (doubles up to 600 s)")
+    parser.add_argument("--batch-attempts", type=int, default=3,
+                        help="--execution batch: a request whose batch line failed this often is given up")
+    parser.add_argument("--batch-price-factor", type=float, default=0.5,
+                        help="--execution batch: batch prices as a share of --price-in/--price-out")
+    parser.add_argument("--ray-address", help="--execution ray: a running cluster (auto, ray://HOST:10001); "
+                        "default: a local instance")
+    parser.add_argument("--ray-actors", type=int, default=2, help="--execution ray: annotating actors")
+    parser.add_argument("--ray-gpus-per-actor", type=float, default=0.0,
+                        help="--execution ray: GPUs per actor (--backend vllm needs one)")
+    parser.add_argument("--ray-batch-size", type=int, default=64,
+                        help="--execution ray: items per block an actor annotates at once (best at 4x "
+                        "--concurrency or more: an actor runs one block at a time)")
+    parser.add_argument(
+        "--dry-run", action="store_true",
+        help="send nothing: count items and requests, render the prompts, count their tokens and print "
+        "requests, input/output tokens and cost per stage, online and batch",
+    )
+    parser.add_argument("--tokenizer", help="--dry-run: the model's tokenizer (tokenizer.json, a tokenizer "
+                        "folder, or a GGUF); default: the embedded model's, else an estimate")
 
 
 def config_from_args(args: argparse.Namespace) -> AnnotationConfig:
@@ -132,7 +160,7 @@ def config_from_args(args: argparse.Namespace) -> AnnotationConfig:
         backend={"kind": args.backend, "endpoints": list(args.endpoint), "model": args.model,
                  "api_key_env": args.api_key_env, "timeout_s": args.timeout, "http_client": args.http_client,
                  "breaker": {"after_s": args.breaker_after_s, "after_requests": args.breaker_after_requests},
-                 "max_rpm": args.max_rpm, "max_tpm": args.max_tpm},
+                 "max_rpm": args.max_rpm, "max_tpm": args.max_tpm, "tokenizer": args.tokenizer},
         cache={"path": args.cache},
         pipeline={"mode": args.mode, "target_langs": args.target_lang, "verify": not args.no_verify,
                   "strict_verdicts": args.strict_verdicts, "max_tokens": args.max_tokens,
@@ -140,16 +168,32 @@ def config_from_args(args: argparse.Namespace) -> AnnotationConfig:
                   "retry_failed": [] if retry is None else retry, "constrain": args.constrain,
                   "canaries": {"per_lang": args.canaries, "langs": args.canary_langs},
                   "concurrency": args.concurrency},
+        execution={"kind": args.execution,
+                   "batch": {"poll_s": args.batch_poll_s, "max_line_attempts": args.batch_attempts,
+                             "price_factor": args.batch_price_factor},
+                   "ray": {"address": args.ray_address, "actors": args.ray_actors,
+                           "gpus_per_actor": args.ray_gpus_per_actor, "batch_size": args.ray_batch_size}},
     )
 
 
 def main(args: argparse.Namespace) -> int:
     """Exit status: 0 when the run finished and the folder holds records for this input; 1 when it
-    found problems (no input, nothing accepted); errors raise (see the CLI)."""
+    found problems (no input, nothing accepted); 3 when ``--execution batch-files`` waits for the
+    outputs of the batch files it wrote; errors raise (see the CLI)."""
+    config = config_from_args(args)
+    if args.dry_run:
+        from openie4pp.annotate.dry_run import estimate_annotation
+
+        estimate = estimate_annotation(config)
+        print(estimate.table())
+        print(json.dumps(estimate.as_dict(), ensure_ascii=False))
+        return EXIT_OK
     from openie4pp.annotate.runner import run_annotation
 
-    result = run_annotation(config_from_args(args), progress=not args.no_progress)
+    result = run_annotation(config, progress=not args.no_progress)
     print(result.line)
+    if result.waiting:
+        return EXIT_WAITING
     if result.summary is None:
         return EXIT_OK
     print(json.dumps(result.summary, ensure_ascii=False))
