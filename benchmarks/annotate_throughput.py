@@ -52,20 +52,11 @@ sys.path.insert(0, str(ROOT / "tests"))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from fake_openai_server import FakeServerProcess, spawn  # noqa: E402
+from ray_throughput import steady_rate, write_input  # noqa: E402
 
 from openie4pp.annotate.backends import CachedBackend, OpenAICompatBackend  # noqa: E402
 from openie4pp.annotate.inputs import read_inputs  # noqa: E402
 from openie4pp.annotate.pipeline import Pipeline, PipelineConfig  # noqa: E402
-
-VERBS = ("repairs", "buys", "writes", "paints", "sells", "carries", "cleans", "builds")
-OBJECTS = ("old bicycles", "red apples", "short poems", "wooden chairs", "green tea", "heavy boxes")
-
-
-def write_input(path: Path, items: int) -> None:
-    with path.open("w", encoding="utf-8") as out:
-        for i in range(items):
-            text = f"Worker{i} {VERBS[i % len(VERBS)]} {OBJECTS[i % len(OBJECTS)]} in town {i % 97}."
-            out.write(json.dumps({"id": f"b{i:06d}", "lang": "en", "text": text}) + "\n")
 
 
 def server_cpu_s(pid: int) -> float | None:
@@ -75,17 +66,6 @@ def server_cpu_s(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def steady_rate(log: list[dict[str, Any]], trim: float = 0.1) -> float | None:
-    """Requests/s from the server's request start times, leaving out the first and last ``trim``
-    of the run (ramp-up and the tail, where fewer than ``concurrency`` items are left)."""
-    stamps = sorted(float(e["ts"]) for e in log)
-    if len(stamps) < 20:
-        return None
-    lo, hi = int(len(stamps) * trim), int(len(stamps) * (1 - trim))
-    span = stamps[hi] - stamps[lo]
-    return (hi - lo) / span if span > 0 else None
 
 
 def make_pipeline(server: FakeServerProcess, out: Path, args: argparse.Namespace) -> Pipeline:
@@ -184,7 +164,7 @@ def main() -> None:
     requests = len(log)
     ideal_rate = args.concurrency / latency_s
     ideal_wall = args.items * per_item * latency_s / args.concurrency
-    steady = steady_rate(log)
+    steady = steady_rate(sorted(float(e["ts"]) for e in log))
     server_cpu = (
         server_cpu_after - server_cpu_before
         if server_cpu_before is not None and server_cpu_after is not None

@@ -38,6 +38,7 @@ OBJECTS = ("old bicycles", "red apples", "short poems", "wooden chairs", "green 
 
 
 def write_input(path: Path, items: int) -> None:
+    """``items`` distinct English sentences, one triple each for the fake server's responder."""
     with path.open("w", encoding="utf-8") as out:
         for i in range(items):
             text = f"Worker{i} {VERBS[i % len(VERBS)]} {OBJECTS[i % len(OBJECTS)]} in town {i % 97}."
@@ -96,7 +97,9 @@ def request_times(base_url: str) -> list[float]:
 
 
 def steady_rate(stamps: list[float], trim: float = 0.1) -> float | None:
-    """Requests/s, the first and last ``trim`` of the run left out (actors starting, the last batches)."""
+    """Requests/s from sorted request start times, the first and last ``trim`` of the run left out
+    (ramp-up: actors starting, connections opening; the tail, where fewer items are left than slots).
+    Shared with ``annotate_throughput.py``, as is :func:`write_input`."""
     if len(stamps) < 20:
         return None
     lo, hi = int(len(stamps) * trim), int(len(stamps) * (1 - trim))

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -20,22 +19,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from annotate_responder import Outcome, annotate_args, write_jsonl
 from fake_openai_server import FakeServerProcess
+from test_batch_execution import FAST, sentences
 
 from openie4pp.app.cli import main
 
 ROOT = Path(__file__).resolve().parents[1]
-FAST = ("--execution", "batch", "--batch-poll-s", "0.01")
-
-
-def sentences(count: int) -> list[dict[str, str]]:
-    verbs = ("repairs", "buys", "writes", "paints", "sells")
-    objects = ("old bicycles", "red apples", "short poems", "wooden chairs", "green tea")
-    return [{"id": f"s{i:03d}", "lang": "en", "text": f"Worker{i} {verbs[i % 5]} {objects[i % 5]}."}
-            for i in range(count)]
-
-
-def sent_ids(server: FakeServerProcess) -> Counter[str]:
-    return Counter(cid for batch in server.batch_log() for cid in batch["custom_ids"])
 
 
 @pytest.fixture
