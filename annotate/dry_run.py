@@ -320,7 +320,8 @@ def _span_triples(sentence: Sentence, count: int) -> list[AnswerTriple]:
 def estimate_annotation(config: AnnotationConfig, *, schema_in_prompt: bool = False) -> DryRunEstimate:
     """What ``openie4pp annotate`` with ``config`` would send and cost, sending nothing and writing
     nowhere (see the module docstring for what is exact and what is estimated)."""
-    canaries = resolve_canaries(config)
+    # --limit 0: the run does nothing, canaries included
+    canaries = resolve_canaries(config) if config.input.limit != 0 else ()
     check_folders(config)  # the run's own refusals, before anything is counted
     counter = open_counter(config)
     cache = open_cache(config.cache_path)

@@ -34,8 +34,11 @@ class ReadOnlyCache:
 
     def lookup(self, key: str) -> tuple[str, int] | None:
         """The cached answer's content and the completion tokens it was billed."""
-        row = self._db.execute(f"SELECT content, completion_tokens FROM responses WHERE key = ?{self._live}",
-                               (key,)).fetchone()
+        try:
+            row = self._db.execute("SELECT content, completion_tokens FROM responses WHERE key = ?"
+                                   + self._live, (key,)).fetchone()
+        except sqlite3.Error:  # an empty file, or one without the table yet: nothing is cached
+            return None
         return None if row is None else (str(row[0]), int(row[1]))
 
     def close(self) -> None:

@@ -15,7 +15,7 @@ import contextlib
 import itertools
 import logging
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -179,14 +179,16 @@ class Pipeline:
         self.stats.canary_f1 = self.canaries.postfix()
 
     async def run(self, items: Iterable[WorkItem | InputProblem], progress: Any = None,
-                  writer: ShardWriter | None = None) -> RunStats:
+                  writer: ShardWriter | None = None, skip: Collection[str] = ()) -> RunStats:
         """Annotate every unfinished unit of ``items`` into the output folder.
 
         Stops early, leaving the remaining items unfinished for a rerun, when a unit raises an
         :class:`~openie4pp.errors.OpenIE4ppError` (the circuit breaker opened, the endpoint refused
         the key) or the writer fails (disk full); the error is raised after the tasks in flight are
         cancelled and the folder is closed as incomplete. ``writer``: the folder's writer, opened and
-        closed by the caller (a batch run holds it, and the folder's lock, across passes and polls)."""
+        closed by the caller (a batch run holds it, and the folder's lock, across passes and polls).
+        ``skip``: units finished elsewhere (a Ray run's driver found them in ``OUT``), left alone and
+        not counted (the caller counted them)."""
         limit = asyncio.Semaphore(self.config.concurrency)
         stop: list[BaseException] = []
         ended = False
@@ -236,6 +238,8 @@ class Pipeline:
                             self.stats.input_rejection(unit.reason)
                         else:
                             self._reject_input(unit)
+                        continue
+                    if unit.canary is None and unit.id in skip:
                         continue
                     if unit.canary is None and not first:  # a later pass: finished ones are counted
                         if unit.id in self._finished_now or unit.id in writer or unit.id in done:

@@ -19,7 +19,7 @@ import json
 import os
 import pickle
 import threading
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any, TypeVar
 
 from openie4pp.errors import OpenIE4ppError
@@ -35,20 +35,22 @@ from .run_setup import pipeline_config
 
 T = TypeVar("T")
 
-def item_row(seq: int, item: WorkItem) -> dict[str, Any]:
+def item_row(seq: int, item: WorkItem, done: Sequence[str] = ()) -> dict[str, Any]:
     """A dataset row: a :class:`~openie4pp.annotate.inputs.WorkItem`'s fields, its position among the
     run's pending items (``seq``) and ``canary`` (the one row that stands for the gold canaries).
     No column is ever null and ``triples`` is JSON text, so every block infers the same Arrow types
-    (``line`` -1: none)."""
-    return {"seq": seq, "canary": False, "id": item.id, "lang": item.lang, "text": item.text,
+    (``line`` -1: none). ``done``: the item's units ``OUT`` has finished already (project mode: an
+    item is sent when one of its languages is left; the others must be neither paid nor written again)."""
+    return {"seq": seq, "canary": False, "done": json.dumps(list(done)), "id": item.id, "lang": item.lang,
+            "text": item.text,
             "triples": json.dumps(item.triples, ensure_ascii=False) if item.triples else "",
             "pretokenized": item.pretokenized, "source": item.source,
             "line": -1 if item.line is None else item.line}
 
 
 def canary_row() -> dict[str, Any]:
-    return {"seq": -1, "canary": True, "id": "", "lang": "", "text": "", "triples": "", "pretokenized": False,
-            "source": "", "line": -1}
+    return {"seq": -1, "canary": True, "done": "[]", "id": "", "lang": "", "text": "", "triples": "",
+            "pretokenized": False, "source": "", "line": -1}
 
 
 def row_item(row: dict[str, Any]) -> WorkItem:
@@ -102,7 +104,8 @@ class BatchAnnotator:
                             pipeline_config(self.config, self.endpoint, self.canaries if canary else ()))
         error = b""
         try:
-            stats = self._on_loop(pipeline.run(items))
+            skip = {unit for row in rows if not canary for unit in json.loads(row["done"])}
+            stats = self._on_loop(pipeline.run(items, skip=skip))
         except OpenIE4ppError as failure:  # returned, not raised: Ray would wrap it in a remote traceback
             stats, error = pipeline.stats, _pickled(failure)
         scores = pipeline.canaries.scores

@@ -28,11 +28,13 @@ for before it died are in its slot's cache but not in the summary.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
 import os
 import pickle
+import signal
 import sys
 from types import ModuleType
 from typing import Any
@@ -69,6 +71,7 @@ def run_on_ray(config: AnnotationConfig, *, progress: bool = True) -> Annotation
     ``execution.ray.address``), resuming what an earlier run, online or Ray, left there."""
     ray = import_ray()
     canaries = prepare_run(config)
+    check_endpoints(config)
     if config.input.limit == 0:
         return AnnotationResult(config.out, f"nothing to do: --limit 0; {config.out} is unchanged",
                                 RunStats(), None)
@@ -98,41 +101,68 @@ def run_on_ray(config: AnnotationConfig, *, progress: bool = True) -> Annotation
             finally:
                 finalise(folder, writer, config.cache_path, tally)
                 _count_merged(stats, tally)
+                if tally.busy:  # an actor still holds a batch's folder: its items are not in OUT yet
+                    ended = False
                 stats.complete = ended
                 writer.quality = {"canaries": stats.canaries} if canaries and ended else {}
+                if not ended:
+                    writer.close(complete=False)  # no card, "complete": false (an error does it too)
     finally:
         with contextlib.suppress(OSError):  # a full disk must not hide the original error
             stats.write(config.out / "stats.json", config.pipeline.prices)
     return annotation_result(config, stats, counts, scores, config.pipeline.prices)
 
 
+def check_endpoints(config: AnnotationConfig) -> None:
+    """The online engine's checks of the endpoints (URLs, the API key in the environment), made in
+    the driver before Ray starts: an actor that cannot open its backend dies inside Ray, which
+    retries it and then reports a remote traceback instead of the one line a user can act on. The
+    embedded server and the vLLM engine are opened by the actors only (nothing to check cheaply)."""
+    backend = config.backend
+    if backend.kind != "openai" or backend.local:
+        return
+    from .backends.openai_compat import OpenAICompatBackend
+
+    model = backend.model
+    assert model  # the config refuses an endpoint URL without a model
+
+    async def probe() -> None:
+        opened = OpenAICompatBackend(list(backend.endpoints), model, api_key_env=backend.api_key_env,
+                                     timeout_s=backend.timeout_s, http_client=backend.http_client)
+        await opened.aclose()
+
+    asyncio.run(probe())
+
+
 def _read_input(config: AnnotationConfig, writer: ShardWriter, stats: RunStats, counts: InputCounts,
                 blocks: _Blocks) -> None:
     """The online pipeline's first pass over the input, minus the annotation: input problems are
     written, finished units counted as skipped, and every item with an unfinished unit goes to a block
-    (in project mode the item's finished languages are redone from the cache and merged once)."""
+    (in project mode with its finished languages named, so that the actor leaves them alone)."""
     done = writer.rejections.final_reasons
     current: WorkItem | None = None
     unfinished = False
+    finished: list[str] = []
     for unit in input_units(open_items(config, counts), config.pipeline.mode, config.pipeline.target_langs):
         if isinstance(unit, InputProblem):
-            finished = unit.sentence_id is not None and unit.reason != "duplicate" and (
+            accounted = unit.sentence_id is not None and unit.reason != "duplicate" and (
                 unit.sentence_id in writer or unit.sentence_id in done)
-            if not finished:  # else an earlier run (other limits?) accounts for this id already
+            if not accounted:  # else an earlier run (other limits?) accounts for this id already
                 writer.reject(input_rejection(unit))
             stats.input_rejection(unit.reason)
             continue
         if unit.item is not current:
             if current is not None and unfinished:
-                blocks.add(current)
-            current, unfinished = unit.item, False
+                blocks.add(current, finished)
+            current, unfinished, finished = unit.item, False, []
         stats.items += 1
         if unit.id in writer or unit.id in done:
             stats.skipped(done.get(unit.id))
+            finished.append(unit.id)
         else:
             unfinished = True
     if current is not None and unfinished:
-        blocks.add(current)
+        blocks.add(current, finished)
     blocks.flush()
 
 
@@ -159,8 +189,13 @@ class _RaySession:
             local = settings.address is None
             # a local instance gets at least one CPU per actor: HTTP actors mostly wait on sockets,
             # and a pool that cannot start all its actors would wait forever
+            # ray.init installs its own SIGTERM handler (exit 15, or an abort): the run's is put back,
+            # so SIGTERM ends the run as Ctrl-C does (the folders merged, exit 130)
+            on_sigterm = signal.getsignal(signal.SIGTERM)
             self.ray.init(address=settings.address, include_dashboard=False, logging_level=logging.WARNING,
                           **({"num_cpus": max(os.cpu_count() or 1, settings.actors)} if local else {}))
+            with contextlib.suppress(ValueError, TypeError):  # not the main thread: nothing to put back
+                signal.signal(signal.SIGTERM, on_sigterm)
         # one progress bar, ours (a dataset copies the context when it is made: set it first)
         self.ray.data.DataContext.get_current().enable_progress_bars = False
         gpus = settings.actors * settings.gpus_per_actor
@@ -188,8 +223,8 @@ class _Blocks:
         self.items = self.count = 0
         self._rows: list[dict[str, Any]] = []
 
-    def add(self, item: WorkItem) -> None:
-        self._rows.append(item_row(self.items, item))
+    def add(self, item: WorkItem, done: list[str]) -> None:
+        self._rows.append(item_row(self.items, item, done))
         self.items += 1
         if len(self._rows) >= self.size * self.BLOCKS_PER_CHUNK:
             self.flush()

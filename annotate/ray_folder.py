@@ -187,10 +187,15 @@ def merge_part(part: Path, writer: ShardWriter, tally: MergeTally, *, wait_s: fl
     Records are written once (the writer's ids); a sentence-level rejection only for a unit ``OUT``
     has neither a record nor a final rejection for (a project-mode item re-sent because one of its
     languages was unfinished redoes the others from the cache); identical lines are written once."""
+    final = writer.rejections.final_reasons
+    gone: set[str] = set()
     try:
         with _part_writer(part, wait_s):
             for item in iter_records(part):
                 if isinstance(item, Record):
+                    if item.sentence.id in final and item.sentence.id not in writer:
+                        gone.add(item.sentence.id)  # an earlier run rejected it for good: it stays so
+                        continue
                     if writer.write(item):
                         tally.records += 1
                         tally.extractions += len(item.extractions)
@@ -205,6 +210,8 @@ def merge_part(part: Path, writer: ShardWriter, tally: MergeTally, *, wait_s: fl
                     except ValueError:
                         continue
                     sentence = rejection.sentence_id
+                    if sentence in gone:
+                        continue
                     if (not is_candidate_field(rejection.field) and sentence
                             and (sentence in writer or sentence in writer.rejections.final_reasons)):
                         continue

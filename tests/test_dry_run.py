@@ -305,3 +305,57 @@ def test_the_embedded_models_vocabulary_and_the_estimate_agree(tmp_path: Path,
     for stage in ("extract", "verify"):
         ratio = estimate["stages"][stage]["input_tokens"] / exact["stages"][stage]["input_tokens"]
         assert abs(ratio - 1) < 0.10, (stage, ratio)
+
+
+# -- found in review: each crashed or miscounted before its fix ----------------------------------
+
+_SAMPLE_LINE = (Path(__file__).resolve().parents[1] / "openie4pp" / "data" / "sample" / "extract.jsonl")
+_REFUSES_SYSTEM = ("{% for m in messages %}{% if m.role == 'system' %}"
+                   "{{ raise_exception('System role not supported') }}{% endif %}"
+                   "<start_of_turn>{{ m.role }}\n{{ m.content }}<end_of_turn>\n{% endfor %}")
+
+
+def _one_line_config(tmp_path: Path, *, limit: int | None = None, canaries: int = 0,
+                     **backend: Any) -> Any:
+    from openie4pp.annotate.config import AnnotationConfig
+
+    source = tmp_path / "in.jsonl"
+    source.write_text(_SAMPLE_LINE.read_text(encoding="utf-8").splitlines()[0] + "\n", encoding="utf-8")
+    return AnnotationConfig(input={"path": str(source), "limit": limit}, out=tmp_path / "out",
+                            backend={"endpoints": ["http://127.0.0.1:1/v1"], "model": "fake-model",
+                                     **backend},
+                            pipeline={"canaries": {"per_lang": canaries, "langs": ["en"]}})
+
+
+def test_an_empty_cache_file_is_no_cache(tmp_path: Path) -> None:
+    from openie4pp.annotate.dry_run import estimate_annotation
+
+    config = _one_line_config(tmp_path)
+    config.out.mkdir()
+    (config.out / "cache.sqlite").touch()  # a valid, empty SQLite file without the table
+    assert estimate_annotation(config).total.cached == 0
+
+
+def test_a_chat_template_that_refuses_the_chat_falls_back_to_per_message_counts(tmp_path: Path) -> None:
+    from tokenizers import Tokenizer, models, pre_tokenizers, trainers
+
+    from openie4pp.annotate.dry_run import estimate_annotation
+
+    built = Tokenizer(models.WordLevel(unk_token="[UNK]"))
+    built.pre_tokenizer = pre_tokenizers.Whitespace()
+    built.train_from_iterator(["a b c"], trainers.WordLevelTrainer(special_tokens=["[UNK]"]))
+    folder = tmp_path / "tok"
+    folder.mkdir()
+    built.save(str(folder / "tokenizer.json"))
+    (folder / "tokenizer_config.json").write_text(json.dumps({
+        "tokenizer_class": "PreTrainedTokenizerFast", "unk_token": "[UNK]", "chat_template": _REFUSES_SYSTEM}))
+    estimate = estimate_annotation(_one_line_config(tmp_path, tokenizer=str(folder)))
+    assert estimate.total.requests == 2 and estimate.total.input_tokens > 0
+    assert "refuses" in estimate.tokens
+
+
+def test_limit_0_costs_nothing_canaries_included(tmp_path: Path) -> None:
+    from openie4pp.annotate.dry_run import estimate_annotation
+
+    estimate = estimate_annotation(_one_line_config(tmp_path, limit=0, canaries=2))
+    assert estimate.total.requests == 0

@@ -390,3 +390,54 @@ class _Unused:
 
     async def aclose(self) -> None:
         return None
+
+
+# -- found in review: each failed before its fix ------------------------------------------------
+
+
+def test_adding_a_language_keeps_finished_units_finished(local_ray: str, server: FakeServerProcess,
+                                                         tmp_path: Path) -> None:
+    """Run 1 (online) rejects every German unit for good; run 2 adds Chinese. The Ray run must, as the
+    online one does, neither ask for German again nor write a record beside a final rejection."""
+    source = write_input(tmp_path / "in.jsonl", [
+        json.dumps({"id": key, "lang": "en", "text": text, "triples": [triple]})
+        for key, (text, triple) in PROJECT_ITEMS.items()])
+    first = {"mode": "project", "target_langs": ["de"]}
+    both = {"mode": "project", "target_langs": ["de", "zh"]}
+    outcomes = {}
+    for kind in ("online", "ray"):
+        out = tmp_path / kind
+        server.set_script([{"match": "<target_lang>de", "fault": {"status": 400}}])
+        run_annotation(config(server, source, out, kind="online", pipeline=first), progress=False)
+        server.set_script([])
+        server.reset()
+        result = run_annotation(config(server, source, out, kind=kind, pipeline=both), progress=False)
+        assert result.summary is not None
+        german = sum("<target_lang>de" in json.dumps(entry) for entry in server.requests())
+        outcome = Outcome(out)
+        outcomes[kind] = (sorted(outcome.record_ids), Counter(outcome.accounted_ids), german,
+                          result.summary["acceptance_per_lang"])
+    online, on_ray = outcomes["online"], outcomes["ray"]
+    assert on_ray[2] == online[2] == 0
+    assert on_ray[0] == online[0] and on_ray[0]
+    assert [unit for unit, n in on_ray[1].items() if n > 1] == []
+    assert on_ray[3] == online[3]
+
+
+def test_a_missing_api_key_is_the_online_one_line_error_before_ray_starts(
+        local_ray: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NO_SUCH_KEY_ENV", raising=False)
+    line = json.dumps({"id": "a", "lang": "en", "text": "Tom sells books."})
+    source = write_input(tmp_path / "in.jsonl", [line])
+    settings: dict[str, Any] = {
+        "input": {"path": str(source)}, "out": tmp_path / "out", "pipeline": {"canaries": {"per_lang": 0}},
+        "backend": {"endpoints": ["https://api.example.invalid/v1"], "model": "m",
+                    "api_key_env": "NO_SUCH_KEY_ENV"}}
+    with pytest.raises(UsageError) as online:
+        run_annotation(AnnotationConfig(**settings), progress=False)
+    started = time.monotonic()
+    with pytest.raises(UsageError) as on_ray:
+        run_on_ray(AnnotationConfig(**{**settings, "out": tmp_path / "ray",
+                                       "execution": {"kind": "ray", "ray": {"actors": 1}}}), progress=False)
+    assert str(on_ray.value) == str(online.value) and "NO_SUCH_KEY_ENV" in str(on_ray.value)
+    assert time.monotonic() - started < 5
