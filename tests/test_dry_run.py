@@ -347,8 +347,9 @@ def test_a_chat_template_that_refuses_the_chat_falls_back_to_per_message_counts(
     folder = tmp_path / "tok"
     folder.mkdir()
     built.save(str(folder / "tokenizer.json"))
-    (folder / "tokenizer_config.json").write_text(json.dumps({
-        "tokenizer_class": "PreTrainedTokenizerFast", "unk_token": "[UNK]", "chat_template": _REFUSES_SYSTEM}))
+    settings = {"tokenizer_class": "PreTrainedTokenizerFast", "unk_token": "[UNK]",
+                "chat_template": _REFUSES_SYSTEM}
+    (folder / "tokenizer_config.json").write_text(json.dumps(settings))
     estimate = estimate_annotation(_one_line_config(tmp_path, tokenizer=str(folder)))
     assert estimate.total.requests == 2 and estimate.total.input_tokens > 0
     assert "refuses" in estimate.tokens
