@@ -47,6 +47,7 @@ from openie4pp.rejections import NOT_FINAL_REASONS
 from openie4pp.schema import Sentence
 
 from .annotator import candidate_listing
+from .backends.cache import CacheReader
 from .config import AnnotationConfig
 from .constraints import build_constraint
 from .contract import (
@@ -61,7 +62,7 @@ from .contract import (
     parse_answer,
 )
 from .dry_run_report import DryRunEstimate, StageEstimate
-from .dry_run_sources import ReadOnlyCache, finished_units, open_cache
+from .dry_run_sources import finished_units, open_cache
 from .inputs import InputCounts, InputProblem
 from .langid import is_language
 from .llm import ChatRequest
@@ -154,7 +155,7 @@ def _cache_model(config: AnnotationConfig) -> str:
 class _Walker:
     """Follows each unit through the pipeline's requests, pricing what the cache does not answer."""
 
-    def __init__(self, config: AnnotationConfig, counter: TokenCounter, cache: ReadOnlyCache | None,
+    def __init__(self, config: AnnotationConfig, counter: TokenCounter, cache: CacheReader | None,
                  calibration: _Calibration, schema_in_prompt: bool) -> None:
         self.config, self.counter, self.cache = config, counter, cache
         self.calibration, self.schema_in_prompt = calibration, schema_in_prompt
@@ -182,12 +183,12 @@ class _Walker:
         found = self.cache.lookup(request.cache_key(self.model)) if cacheable and self.cache else None
         if found is not None:
             try:
-                answer = parse_answer(found[0], model)
+                answer = parse_answer(found.content, model)
             except AnswerInvalid:  # the run forgets it and asks again
                 answer = None
             if answer is not None:
                 if self.calibrating:
-                    self.calibration.add(request.purpose, found[1], default_output)
+                    self.calibration.add(request.purpose, found.completion_tokens, default_output)
                 else:
                     self.rows.setdefault(row, _Tally()).cached += 1
                 return answer

@@ -2,9 +2,8 @@
 
 Why a module of its own: a dry run must leave ``OUT`` and the response cache exactly as it found
 them (no lock taken, no torn line repaired, no SQLite ``-wal``/``-shm`` file created), so it cannot
-use the run's own writers (:mod:`openie4pp.shards`, :mod:`.backends.cache`). These read-only twins
-of them are kept here, apart from the estimate in :mod:`.dry_run`, so that what is read and how is
-in one short place.
+use the run's own writers (:mod:`openie4pp.shards`); the cache is read with the one read-only
+reader, :class:`~.backends.cache.CacheReader`, in its ``settled`` mode.
 """
 
 from __future__ import annotations
@@ -17,40 +16,19 @@ from typing import Any
 from openie4pp.rejections import is_final_rejection
 from openie4pp.shard_layout import REJECTED, shard_files
 
-__all__ = ["ReadOnlyCache", "finished_units", "open_cache"]
+from .backends.cache import CacheReader
+
+__all__ = ["finished_units", "open_cache"]
 
 
-class ReadOnlyCache:
-    """The response cache opened so that nothing is written beside it: SQLite in WAL mode creates
-    its ``-wal``/``-shm`` files on open unless they exist, so a cache without them is read as
-    immutable (every answer is in the main file then)."""
-
-    def __init__(self, path: Path) -> None:
-        wal = path.with_name(path.name + "-wal").exists()
-        uri = f"file:{path.resolve()}?mode=ro" + ("" if wal else "&immutable=1")
-        self._db = sqlite3.connect(uri, uri=True)
-        columns = {row[1] for row in self._db.execute("PRAGMA table_info(responses)")}
-        self._live = " AND forgotten = 0" if "forgotten" in columns else ""
-
-    def lookup(self, key: str) -> tuple[str, int] | None:
-        """The cached answer's content and the completion tokens it was billed."""
-        try:
-            row = self._db.execute("SELECT content, completion_tokens FROM responses WHERE key = ?"
-                                   + self._live, (key,)).fetchone()
-        except sqlite3.Error:  # an empty file, or one without the table yet: nothing is cached
-            return None
-        return None if row is None else (str(row[0]), int(row[1]))
-
-    def close(self) -> None:
-        self._db.close()
-
-
-def open_cache(path: Path) -> ReadOnlyCache | None:
+def open_cache(path: Path) -> CacheReader | None:
+    """The run's response cache, read as a dry run must (:class:`CacheReader` ``settled``); None
+    when there is none, or the file is not one."""
     if not path.is_file():
         return None
     try:
-        return ReadOnlyCache(path)
-    except sqlite3.Error:  # not created yet, or another program's file: nothing is cached
+        return CacheReader(path, settled=True)
+    except sqlite3.Error:  # another program's file: nothing is cached
         return None
 
 

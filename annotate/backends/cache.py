@@ -61,11 +61,17 @@ def _response(row: tuple[Any, ...] | None) -> ChatResponse | None:
 
 class CacheReader:
     """Another process's response cache, opened read-only (SQLite WAL lets readers and one writer on
-    the same machine work at once): a lookup never writes, never blocks the owner."""
+    the same machine work at once): a lookup never writes, never blocks the owner.
 
-    def __init__(self, path: str | Path) -> None:
+    ``settled``: nobody is to write beside it, not even SQLite's reader index (``--dry-run`` leaves
+    ``OUT`` as it found it): a cache without a ``-wal`` file (no writer has it open, every answer
+    is in the main file) is opened ``immutable``, which creates no ``-shm``. Not for a cache an
+    actor will open later: an immutable reader never sees its writes."""
+
+    def __init__(self, path: str | Path, *, settled: bool = False) -> None:
         self.path = Path(path)
-        uri = f"file:{self.path.resolve()}?mode=ro"
+        quiet = settled and not self.path.with_name(self.path.name + "-wal").exists()
+        uri = f"file:{self.path.resolve()}?mode=ro" + ("&immutable=1" if quiet else "")
         self._db = sqlite3.connect(uri, uri=True, check_same_thread=False, isolation_level=None)
         self._db.execute("PRAGMA busy_timeout=10000")
         self._lock = threading.Lock()
@@ -75,7 +81,7 @@ class CacheReader:
             try:
                 with self._lock:
                     return _response(self._db.execute(query, (key,)).fetchone())
-            except sqlite3.OperationalError:  # a cache from before the column (or still empty)
+            except sqlite3.Error:  # a cache from before the column (or an empty file)
                 continue
         return None
 
