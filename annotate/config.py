@@ -19,13 +19,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from openie4pp.errors import UsageError
 from openie4pp.schema import RejectionReason
 
 from .canaries import CANARY_SOURCES, DEFAULT_PER_LANG, canary_langs
+from .card_settings import CardSettings, prompt_refs
 from .config_checks import SettingProblem, at_least_one, comma_list, describe, finite, language
+from .config_checks import StrictSettings as _Settings
 from .inputs import InputLimits, parse_shard
 from .stats import Prices
 
@@ -33,12 +35,6 @@ LOCAL = "local"
 """The endpoint that starts the embedded llama.cpp server (``--endpoint local``)."""
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-
-
-class _Settings(BaseModel):
-    """A part of the config: unknown keys are mistakes, and so is any invalid value."""
-
-    model_config = ConfigDict(extra="forbid")
 
 
 class BreakerSettings(_Settings):
@@ -407,6 +403,7 @@ class AnnotationConfig(_Settings):
     cache: CacheSettings = Field(default_factory=CacheSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     execution: ExecutionSettings = Field(default_factory=ExecutionSettings)
+    card: CardSettings = Field(default_factory=CardSettings)
 
     def __init__(self, **data: Any) -> None:
         try:
@@ -422,6 +419,8 @@ class AnnotationConfig(_Settings):
             self.pipeline.constrain = "spans" if self.backend.local else "none"
         self.pipeline.check_project_canaries(self.canaries_per_lang)
         self._check_execution()
+        if not self.card.prompts:
+            self.card.prompts = prompt_refs(self.pipeline.mode, self.pipeline.verify)
         return self
 
     def _check_execution(self) -> None:
@@ -467,5 +466,6 @@ class AnnotationConfig(_Settings):
 
     def manifest_config(self) -> dict[str, Any]:
         """What the manifest records as ``build_config``: the whole config, JSON-safe (it holds no
-        secret; the writer scrubs anything that looks like one all the same)."""
+        secret; the writer scrubs anything that looks like one all the same). Its ``card`` section
+        gives the folder's licence entry and command line (:class:`~openie4pp.shards.ShardWriter`)."""
         return self.model_dump(mode="json")

@@ -10,10 +10,16 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic_core import ErrorDetails
 
 from openie4pp.schema import canonical_lang
+
+
+class StrictSettings(BaseModel):
+    """A part of the config: unknown keys are mistakes, and so is any invalid value."""
+
+    model_config = ConfigDict(extra="forbid")
 
 
 class SettingProblem(ValueError):

@@ -148,6 +148,7 @@ class Pipeline:
             detail=clip_input(detail),
             input=clip_input(raw if raw is not None else unit.item.text),
             sentence_id=unit.id,
+            lang=unit.lang,
             file=unit.item.source or None,
             line=unit.item.line,
             field=field,

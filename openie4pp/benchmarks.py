@@ -25,6 +25,38 @@ Scorer = Literal["carb", "re-oie2016", "benchie"]
 
 
 @dataclass(frozen=True)
+class License:
+    """A benchmark's licence as the Hugging Face Hub names it (``license:`` of a dataset card).
+
+    ``id`` is one of the Hub's licence ids (:data:`openie4pp.dataset_card.HUB_LICENSES`); a licence
+    the Hub does not list is ``other`` with a ``name`` (lowercase, ``-``) and a ``link`` to its text.
+    ``note`` is what a user of converted data must know beyond the id."""
+
+    id: str
+    name: str | None = None
+    link: str | None = None
+    note: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        """The licence as a manifest's licence entry holds it (``license``, ``license_name``...)."""
+        data = {"license": self.id, "license_name": self.name, "license_link": self.link, "note": self.note}
+        return {key: value for key, value in data.items() if value}
+
+
+MIT = License("mit")
+"""CaRB (DAIR, IIT Delhi), OIE2016 and Re-OIE2016 (the copies in ``carb/``, ``oie2016/``,
+``re-oie2016/`` carry an MIT ``LICENSE``)."""
+
+BENCHIE_LICENSE = License(
+    "other", name="benchie-noncommercial-research", link="https://github.com/gkiril/benchie/blob/HEAD/LICENSE.txt",
+    note="NEC Laboratories Europe's BenchIE licence: academic or non-profit noncommercial research use "
+    "only, personal and non-transferable, without the right to sublicense; do not redistribute (or "
+    "publish) data converted from BenchIE without the licensor's permission.",
+)
+"""BenchIE's ``LICENSE.txt``: not one the Hub lists, hence ``other`` with its name and link."""
+
+
+@dataclass(frozen=True)
 class Benchmark:
     """One benchmark: its gold file, how to read it, how to score against it."""
 
@@ -44,6 +76,8 @@ class Benchmark:
     parallel: str | None = None
     """The English benchmark whose sentences these translate, sentence for sentence (project-mode
     canaries pair the two)."""
+    license: License = MIT
+    """What ``convert`` writes into the dataset card of the benchmark's shards."""
 
     def gold_path(self, binary: bool = False) -> Path:
         """The gold file (the binary one when asked for and there is one); it may not exist."""
@@ -73,11 +107,14 @@ BENCHMARKS: dict[str, Benchmark] = {
         Benchmark("re-oie2016-pt", "re-oie2016", "re-oie2016/Re-OIE2016-Portuguese.json", "pt",
                   scorer="re-oie2016", binary_gold="re-oie2016/Re-OIE2016-Portuguese-Binary.json",
                   roles=("test", "canary"), pretokenized=True, parallel="re-oie2016-en"),
-        Benchmark("benchie-en", "benchie", "benchie/benchie_gold_annotations_en.txt", scorer="benchie"),
+        Benchmark("benchie-en", "benchie", "benchie/benchie_gold_annotations_en.txt", scorer="benchie",
+                  license=BENCHIE_LICENSE),
         Benchmark("benchie-zh", "benchie", "benchie/benchie_gold_annotations_zh.txt", "zh",
-                  scorer="benchie", roles=("test", "canary"), parallel="benchie-en"),
+                  scorer="benchie", roles=("test", "canary"), parallel="benchie-en",
+                  license=BENCHIE_LICENSE),
         Benchmark("benchie-de", "benchie", "benchie/benchie_gold_annotations_de.txt", "de",
-                  scorer="benchie", roles=("test", "canary"), parallel="benchie-en"),
+                  scorer="benchie", roles=("test", "canary"), parallel="benchie-en",
+                  license=BENCHIE_LICENSE),
     )
 }
 
@@ -97,6 +134,26 @@ def names(role: Role | None = None, *, scorable: bool = False) -> list[str]:
     """Benchmark names in registry order, those with ``role`` (and a scorer, if asked) only."""
     return [b.name for b in BENCHMARKS.values()
             if (role is None or role in b.roles) and (b.scorable or not scorable)]
+
+
+def for_file(path: Path) -> Benchmark | None:
+    """The benchmark whose gold (or binary gold) ``path`` is: the same file below the benchmarks
+    folder, else a path ending in the gold's own ``<folder>/<file>`` (a copy elsewhere); None: no
+    benchmark of the registry (a user's own file, whose licence ``convert --license`` gives)."""
+    from openie4pp.errors import UsageError
+    from openie4pp.paths import benchmarks_dir
+
+    try:
+        root: Path | None = benchmarks_dir().resolve()
+    except UsageError:  # no benchmarks folder found: match by the gold's own folder and name only
+        root = None
+    resolved = path.resolve()
+    for bench in BENCHMARKS.values():
+        for relative in filter(None, (bench.gold, bench.binary_gold)):
+            same = root is not None and resolved == root / relative
+            if same or resolved.as_posix().endswith("/" + relative):
+                return bench
+    return None
 
 
 def canary_for(lang: str) -> Benchmark | None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -113,6 +114,30 @@ class ConversionResult:
         )
 
 
+def card_for(input_path: Path, dataset: str | None, license: str | None) -> dict[str, Any]:
+    """The ``card`` part of a conversion's build config: the licence (``license``, else the
+    benchmark's own when ``input_path`` is a benchmark of the registry, else none on record) and the
+    source its licence entry names (the benchmark, else ``dataset`` or the file's name)."""
+    from openie4pp.benchmarks import for_file
+    from openie4pp.dataset_card import hub_license
+
+    bench = for_file(input_path)
+    source = f"gold: {bench.name if bench is not None else dataset or input_path.name}"
+    if license is not None:
+        try:
+            chosen = hub_license(license)
+        except ValueError as exc:
+            raise UsageError(f"--license {license!r}: {exc}") from None
+        if chosen == "other" and (bench is None or bench.license.id != "other"):
+            raise UsageError("--license other: the licence has no name or link on record; give one of "
+                             "the Hub's licence ids")
+        if bench is None or chosen != bench.license.id:
+            return {"license": chosen, "source": source}
+    if bench is None:
+        return {"source": source}
+    return {**bench.license.as_dict(), "source": source}
+
+
 def convert_to_shards(
     format_name: str,
     input_path: Path,
@@ -121,11 +146,14 @@ def convert_to_shards(
     lang: str | None = None,
     dataset: str | None = None,
     mode: Mode = "new",
+    license: str | None = None,
+    command: Sequence[str] | None = None,
 ) -> ConversionResult:
     """Convert ``input_path`` (read as ``format_name``) into shards in ``out_dir``; prints nothing.
 
     ``mode`` says what to do with a dataset already in ``out_dir`` (module docstring). Every
-    option is checked before anything is written.
+    option is checked before anything is written. ``license`` (a Hub licence id) overrides the
+    benchmark's own (:func:`card_for`); ``command`` is the command line, for the manifest and card.
     """
     if input_path.is_dir():
         raise InputFileError(f"{input_path} is a folder; give the benchmark file to convert")
@@ -136,17 +164,19 @@ def convert_to_shards(
             lang = canonical_lang(lang)
         except ValueError as exc:
             raise UsageError(f"--lang: {exc}") from None
+    card = card_for(input_path, dataset, license)
     _check_out(out_dir, mode)
     if mode == "overwrite" and out_dir.is_dir():
         remove_dataset(out_dir)
     converted, written = ConversionStats(), ConversionStats()
     build_config = {
-        "command": "convert",
+        "step": "convert",
         "format": format_name,
         "input": str(input_path),
         "lang": lang,
         "dataset": dataset,
         "mode": mode,
+        "card": {**card, **({"command": list(command)} if command else {})},
     }
     with ShardWriter(out_dir, resume=mode == "append", build_config=build_config) as writer:
         for item in converted.track(convert(format_name, input_path, lang, dataset)):

@@ -73,6 +73,9 @@ class Rejection(StrictModel):
     detail: str
     input: str = Field(description="the offending input, verbatim (a raw line, phrase or response)")
     sentence_id: str | None = None
+    lang: str | None = Field(default=None, exclude_if=lambda value: value is None)
+    """The sentence's language (schema 1.2), where one is known: acceptance per language is counted
+    from the records and these lines, and a sentence id alone need not say its language."""
     file: str | None = None
     line: int | None = None
     field: str | None = None

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 
 from openie4pp.errors import InputFileError
 
-SCHEMA_VERSION = "1.1"
+SCHEMA_VERSION = "1.2"
 """``MAJOR.MINOR``. A reader accepts any minor version of its own major version."""
 
 

@@ -5,7 +5,8 @@ A shard directory looks like this::
     out_dir/
       <lang>/shard-00000.jsonl   one Record per line, rotated by record count and byte size
       rejected.jsonl             one Rejection per line
-      manifest.json              written at close: counts, per-shard sha256, scrubbed build config
+      manifest.json              written at close: counts, per-shard sha256, scrubbed build config,
+                                 licences, commands, provenance and acceptance per language
       README.md                  a Hugging Face dataset card, so that ``load_dataset(out_dir)`` works
 
 Annotation runs last hours against paid endpoints and get killed (OOM, pre-emption, Ctrl-C).
@@ -23,6 +24,8 @@ import contextlib
 import hashlib
 import json
 import os
+import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,8 +35,9 @@ from typing import Any
 
 from openie4pp.appendlog import ShardCorruptError, append_line, close_fd, open_append, recover
 from openie4pp.atomic import write_text_atomic
+from openie4pp.dataset_card import card_section, cover_licenses, license_entry, scrub_command, without_command
 from openie4pp.folder_lock import FolderBusyError, check_not_busy, folder_locked, lock_folder, unlock_folder
-from openie4pp.jsonl import iter_records_in_file
+from openie4pp.jsonl import iter_jsonl_lines, iter_records_in_file
 from openie4pp.redact import scrub_config
 from openie4pp.rejections import NOT_FINAL_REASONS, RejectionWriter, is_final_rejection
 from openie4pp.schema import SCHEMA_VERSION, Record, Rejection
@@ -42,7 +46,7 @@ from openie4pp.shard_layout import CARD, MANIFEST, REJECTED, shard_files, shard_
 __all__ = [  # the layout, the lock and the rejections log are re-exported: one import for a shard folder
     "CARD", "MANIFEST", "NOT_FINAL_REASONS", "REJECTED", "FolderBusyError", "RejectionWriter",
     "ShardCorruptError", "ShardInfo", "ShardWriter", "check_not_busy", "folder_locked",
-    "is_final_rejection", "iter_records", "scrub_config", "shard_files",
+    "is_final_rejection", "iter_records", "scrub_command", "scrub_config", "shard_files",
 ]
 
 # the module-level names ShardWriter calls (tests replace ``_append`` to simulate a full disk)
@@ -74,8 +78,21 @@ class ShardInfo:
     sha256: hashlib._Hash = field(default_factory=hashlib.sha256)
 
 
+_PROVENANCE_KEYS = ("source", "dataset", "model", "endpoint", "prompt_id", "prompt_hash", "constraint",
+                    "mode")
+"""What the manifest's ``provenance`` tally groups a language's records by: how they were made."""
+
+_ID_LANG = re.compile(r"^([a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*)-[0-9a-f]{16}$")
+"""A derived sentence id (``schema.sentence_id_for``): ``LANG-<16 hex>``."""
+
+
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _origin(lang: str, values: list[Any]) -> tuple[str, ...]:
+    """A record's key in the provenance tally: its language and :data:`_PROVENANCE_KEYS` (enums by value)."""
+    return (lang, *(str(getattr(value, "value", value) or "") for value in values))
 
 
 class ShardWriter:
@@ -97,6 +114,15 @@ class ShardWriter:
         self.quality: dict[str, Any] = {}
         """Measured quality of the data (``{"canaries": {lang: scores}}``): set by the writer's
         user before ``close``; written to the manifest and the dataset card."""
+        self.licenses: list[dict[str, Any]] = []
+        """Which licence covers which records: entries ``{"license": HUB_ID, "license_name"?,
+        "license_link"?, "note"?, "source"?, "languages"?: {lang: records}}``. One without
+        ``languages`` covers the folder's records that no other entry covers (filled in at close).
+        The build config's ``card`` section gives this build's entry; a resumed folder keeps the
+        entries of other sources; ``merge`` sets the whole list."""
+        self.commands: list[str] = []
+        """The command lines that wrote this folder (scrubbed, :func:`scrub_command`), oldest first."""
+        self._provenance: Counter[tuple[str, ...]] = Counter()
         self._shards: dict[str, list[ShardInfo]] = {}
         self._fds: dict[str, int] = {}
         self._ids: set[str] = set()
@@ -109,6 +135,19 @@ class ShardWriter:
         except BaseException:
             self._unlock()
             raise
+        self._describe_build(card_section(build_config))
+
+    def _describe_build(self, card: dict[str, Any]) -> None:
+        """This build's licence entry (replacing a resumed folder's entry of the same source) and
+        command line (after the earlier runs' ones, unless it repeats the last)."""
+        entry = license_entry(card)
+        if entry is not None:
+            self.licenses = [e for e in self.licenses if e.get("source") != entry.get("source")] + [entry]
+        command = card.get("command")
+        if isinstance(command, (list, tuple)) and command:
+            line = scrub_command(command)
+            if not self.commands or self.commands[-1] != line:
+                self.commands.append(line)
 
     def _lock(self) -> int | None:
         return lock_folder(self.out_dir)
@@ -132,6 +171,8 @@ class ShardWriter:
                 created = old.get("created", created)
                 if self.build_config is None:
                     self.build_config = old.get("build_config")
+                self.licenses = [e for e in old.get("licenses") or () if isinstance(e, dict)]
+                self.commands = [str(c) for c in old.get("commands") or ()]
             manifest.unlink()
         (self.out_dir / CARD).unlink(missing_ok=True)  # a card says "finished"; it is written at close
         for lang, paths in shard_files(self.out_dir).items():
@@ -146,6 +187,8 @@ class ShardWriter:
                         raise ValueError("no sentence.id") from exc
                     self._ids.add(str(sentence_id))
                     shard.extractions += len(data.get("extractions") or ())
+                    provenance = data.get("provenance") or {}
+                    self._provenance[_origin(shard.lang, [provenance.get(k) for k in _PROVENANCE_KEYS])] += 1
 
                 shard.records, shard.bytes, shard.sha256 = _recover(path, consume)
                 self._shards.setdefault(lang, []).append(shard)
@@ -195,6 +238,8 @@ class ShardWriter:
         shard.records, shard.bytes = shard.records + 1, shard.bytes + len(line)
         shard.extractions += len(record.extractions)
         shard.sha256.update(line)
+        origin = _origin(record.sentence.lang, [getattr(record.provenance, k) for k in _PROVENANCE_KEYS])
+        self._provenance[origin] += 1
         return True
 
     def reject(self, rejection: Rejection) -> bool:
@@ -221,9 +266,41 @@ class ShardWriter:
                         "records": s.records, "extractions": s.extractions, "bytes": s.bytes,
                         "sha256": s.sha256.hexdigest()} for s in shards],
             "rejected": {"path": REJECTED, "records": self.rejections.count},
-            "build_config": scrub_config(self.build_config or {}),
+            "acceptance": self._acceptance(languages),
+            "provenance": [
+                {"lang": key[0], **{k: v for k, v in zip(_PROVENANCE_KEYS, key[1:], strict=True) if v},
+                 "records": n} for key, n in sorted(self._provenance.items())],
+            "licenses": cover_licenses(self.licenses, languages),
+            "commands": list(self.commands),
+            "build_config": scrub_config(without_command(self.build_config or {})),
             **({"quality": self.quality} if self.quality else {}),
         }
+
+    def _acceptance(self, languages: dict[str, dict[str, int]]) -> dict[str, dict[str, Any]]:
+        """Per language: sentences accepted (records) and rejected (sentence-level final lines of
+        ``rejected.jsonl``, one per id, not counting ids that became records), by reason. A rejection
+        whose language is unknown (an unreadable input line) counts under ``?``."""
+        rejected: dict[str, dict[str, str]] = {}
+        path = self.out_dir / REJECTED
+        if path.exists():
+            for _, raw in iter_jsonl_lines(path):
+                with contextlib.suppress(ValueError):
+                    data = json.loads(raw)
+                    if not is_final_rejection(data) or str(data["sentence_id"]) in self._ids:
+                        continue
+                    sid = str(data["sentence_id"])
+                    match = _ID_LANG.match(sid)
+                    lang = str(data.get("lang") or (match.group(1) if match else "?"))
+                    rejected.setdefault(lang, {})[sid] = str(data.get("reason"))
+        table: dict[str, dict[str, Any]] = {}
+        for lang in sorted(set(languages) | set(rejected), key=lambda code: (code == "?", code)):
+            accepted = languages.get(lang, {}).get("records", 0)
+            reasons = Counter(rejected.get(lang, {}).values())
+            total = accepted + sum(reasons.values())
+            table[lang] = {"accepted": accepted, "rejected": sum(reasons.values()),
+                           "acceptance": round(accepted / total, 4) if total else None,
+                           "rejected_by_reason": dict(sorted(reasons.items()))}
+        return table
 
     def _write_atomically(self, name: str, text: str) -> None:
         write_text_atomic(self.out_dir / name, text)
@@ -250,7 +327,7 @@ class ShardWriter:
             manifest = self.manifest()
             manifest["complete"] = complete
             if complete and manifest["records"]:  # a card for an empty folder would describe nothing
-                from openie4pp.hf import dataset_card  # lazy: importing `datasets` takes a second
+                from openie4pp.dataset_card import dataset_card  # lazy: importing `datasets` takes a second
 
                 self._write_atomically(CARD, dataset_card(manifest))
             self._write_atomically(MANIFEST, json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")

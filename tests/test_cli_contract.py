@@ -148,6 +148,12 @@ ROWS: list[Row] = [
         2,
     ),
     # annotate
+    ("report: missing folder", lambda f: ["report", str(f.root / "missing")], 2),
+    ("report: an empty folder", lambda f: ["report", str(f.folder)], 2),
+    ("report: --out a folder", lambda f: ["report", str(f.dataset), "--out", str(f.folder)], 2),
+    ("report: --sample -1", lambda f: ["report", str(f.dataset), "--sample", "-1"], 2),
+    ("push: missing folder", lambda f: ["push", str(f.root / "missing"), "a/b"], 2),
+    ("push: offline", lambda f: ["push", str(f.dataset), "a/b"], 2),
     ("annotate: missing input", lambda f: f.annotate(source=f.root / "missing.jsonl"), 2),
     ("annotate: --out a file", lambda f: f.annotate(out="a-file.txt"), 2),
     (

@@ -12,7 +12,8 @@ import yaml
 # one record factory for the shard and load tests (tests/ is on sys.path under pytest)
 from helpers import make_record
 
-from openie4pp.hf import dataset_card, features, load, split_name
+from openie4pp.dataset_card import dataset_card
+from openie4pp.hf import features, load, split_name
 from openie4pp.schema import (
     Provenance,
     Record,

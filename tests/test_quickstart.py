@@ -25,6 +25,7 @@ from fake_openai_server import FakeServerProcess, spawn
 from openie4pp.app.cli import main
 from openie4pp.app.quickstart import QuickstartOptions, QuickstartResult, run_quickstart
 from openie4pp.app.quickstart_inputs import LANGUAGES
+from openie4pp.app.quickstart_report import format_summary
 from openie4pp.benchmarks import REPORTED
 
 
@@ -100,6 +101,15 @@ def test_quickstart_runs_every_step_then_reuses_them(
         rejected = (work / f"silver/{mode}/rejected.jsonl").read_text(encoding="utf-8")
         assert "canary:" not in rejected
     assert not any("canary:" in r for r in training_ids(work))
+
+    # the HTML reports: the silver data of both modes and the model, named in the summary
+    assert list(first.reports) == ["silver data (extract mode)", "silver data (project mode)", "model"]
+    for path in first.reports.values():
+        assert Path(path).parent == work / "reports" and path in format_summary(first)
+    model_page = Path(first.reports["model"]).read_text(encoding="utf-8")
+    assert all(f"<td>{bench}</td>" in model_page for bench in REPORTED)  # the held-out evaluations
+    project_page = Path(first.reports["silver data (project mode)"]).read_text(encoding="utf-8")
+    assert 'class="source"' in project_page  # the English sources beside the translations
 
     # a second run: every step reused, no LLM request, no training, the same numbers
     weights = work / "model/stage3/model.safetensors"

@@ -57,6 +57,20 @@ COVERED_ELSEWHERE: dict[str, str] = {
     "openie4pp annotate --execution ray ": (
         "tests/test_ray_engine.py::test_ray_run_writes_what_an_online_run_writes_and_its_rerun_asks_nothing"
     ),
+    # the quickstart's folders: the same command on folders the test builds, opened in a browser
+    "openie4pp report runs/quickstart/silver/extract": (
+        "tests/test_report.py::test_the_report_of_an_annotation_folder_in_a_real_browser"
+    ),
+    "openie4pp report runs/quickstart/model": "tests/test_report.py::test_the_report_of_a_trained_model",
+    # the real Hub cannot be reached from here: the command against a local stand-in of its upload API
+    "export HF_TOKEN=": "tests/test_push.py::test_push_uploads_exactly_the_dataset_files",
+    "openie4pp push ": "tests/test_push.py::test_push_uploads_exactly_the_dataset_files",
+    "openie4pp annotate ... --license cc-by-4.0": (
+        "tests/test_dataset_card.py::test_an_annotated_folder_card_is_valid_and_says_how_it_was_made"
+    ),
+    "openie4pp annotate ... --license other": (
+        "tests/test_dataset_card.py::test_annotate_license_other_with_name_and_link"
+    ),
     "vllm run-batch": (
         "tests/test_batch_execution.py::test_batch_files_are_answered_elsewhere_and_read_back_on_the_rerun"
     ),

@@ -181,7 +181,7 @@ def test_a_newer_minor_version_is_read_without_its_new_fields() -> None:
         Extraction(predicate=Element(text="discovered", span=(2, 3)),
                    arguments=[Argument(role="arg0", text="Marie Curie", span=(0, 2))])])
     plain = json.loads(record.model_dump_json())
-    assert SCHEMA_VERSION == "1.1" and "constraint" not in plain["provenance"]  # written only when set
+    assert SCHEMA_VERSION == "1.2" and "constraint" not in plain["provenance"]  # written only when set
     provenance = Provenance(source=Source.llm, constraint="grammar")
     constrained = record.model_copy(update={"provenance": provenance})
     data = json.loads(constrained.model_dump_json())

@@ -99,7 +99,7 @@ def test_manifest_counts_checksums_and_scrubbed_config(tmp_path: Path) -> None:
         assert writer.reject(rejection) is True
         assert writer.reject(rejection) is False  # identical rejection written once
     manifest = json.loads((tmp_path / "manifest.json").read_text())
-    assert manifest["schema_version"] == SCHEMA_VERSION == "1.1" and manifest["created"].endswith("Z")
+    assert manifest["schema_version"] == SCHEMA_VERSION == "1.2" and manifest["created"].endswith("Z")
     assert manifest["records"] == 4 and manifest["extractions"] == 4
     assert manifest["languages"] == {"en": {"records": 3, "extractions": 3, "shards": 2},
                                      "zh-Hans": {"records": 1, "extractions": 1, "shards": 1}}

@@ -173,6 +173,7 @@ def dev_eval(cfg: RecipeConfig, acc: Any, model: Any, tokenizer: Any, sentences:
     if acc.is_main_process:
         path = cfg.output_path / "dev_predictions.jsonl"
         path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
-        result = [evaluate(benchmark, path).summary()]
+        scored = evaluate(benchmark, path)
+        result = [{**scored.summary(), "curve": scored.curve_points()}]  # the report draws the PR curve
     broadcast_object_list(result)
     return dict(result[0])

@@ -35,7 +35,7 @@ ENCODER_HINT = ("give encoder=PATH_OR_NAME (a local model folder, multilingual-e
 STAGE_FILES = ("metrics.json", "model.safetensors", "checkpoint/trainer_state.json")
 """Files that mark a stage folder as finished (the first two) or checkpointed (the last)."""
 STALE = ("checkpoint", "checkpoint.tmp", "best", "experts", "metrics.json", "log.jsonl",
-         "dev_predictions.jsonl")  # fmt: skip
+         "dev_predictions.jsonl", "report.html")  # fmt: skip
 """What ``overwrite=true`` removes: artefacts the new run would otherwise mix with its own."""
 
 

@@ -139,6 +139,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="send nothing: count items and requests, render the prompts, count their tokens and print "
         "requests, input/output tokens and cost per stage, online and batch",
     )
+    parser.add_argument(
+        "--license", default="unknown", metavar="HUB_ID",
+        help="the data's licence, written into the manifest and the dataset card's license: (a Hugging "
+        "Face Hub id such as cc-by-4.0 or mit; SPDX spellings are accepted; other: give --license-name "
+        "and --license-link); it should follow from the sentences' licences and the model's terms",
+    )
+    parser.add_argument("--license-name", help="--license other: the licence's short name (lowercase, -)")
+    parser.add_argument("--license-link", help="--license other: a link to the licence's text")
     parser.add_argument("--tokenizer", help="--dry-run: the model's tokenizer (tokenizer.json, a tokenizer "
                         "folder, or a GGUF); default: the embedded model's, else an estimate")
 
@@ -173,6 +181,8 @@ def config_from_args(args: argparse.Namespace) -> AnnotationConfig:
                              "price_factor": args.batch_price_factor},
                    "ray": {"address": args.ray_address, "actors": args.ray_actors,
                            "gpus_per_actor": args.ray_gpus_per_actor, "batch_size": args.ray_batch_size}},
+        card={"license": args.license, "license_name": args.license_name, "license_link": args.license_link,
+              "command": getattr(args, "command_line", None)},  # absent when not run from the CLI
     )
 
 

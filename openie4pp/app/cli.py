@@ -27,7 +27,9 @@ from openie4pp.app import (
     export_command,
     extract_command,
     merge_command,
+    push_command,
     quickstart_command,
+    report_command,
     train_command,
     validate_command,
 )
@@ -49,6 +51,8 @@ COMMANDS: tuple[tuple[str, ModuleType, str], ...] = (
     ("train", train_command,
      "train a Multi2OIE tagger, MT4CrossOIE stage 1, 2 or 3 (one recipe, a stage switch)"),
     ("extract", extract_command, "extract tuples with a trained tagger (JSONL records or CaRB tab)"),
+    ("push", push_command, "upload a finished shard folder to the Hugging Face Hub as a dataset repo"),
+    ("report", report_command, "a self-contained HTML report of an annotation or a trained model folder"),
     ("quickstart", quickstart_command,
      "the main job offline: annotate the sample corpus, validate, train 3 stages, extract, score"),
 )
@@ -133,6 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     handler: Handler = args.handler
+    args.command_line = ["openie4pp", *argv]  # what made an output: manifests and dataset cards record it
     _configure_logging(args.command, debug)
     previous = None
     if threading.current_thread() is threading.main_thread():

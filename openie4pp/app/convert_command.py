@@ -20,6 +20,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, help="output shard folder")
     parser.add_argument("--lang", help="language code (default: inferred from the file name)")
     parser.add_argument("--dataset", help="dataset name for ids and provenance (default: from the file name)")
+    parser.add_argument(
+        "--license", metavar="HUB_ID",
+        help="the data's licence for the dataset card (a Hugging Face Hub id such as mit or cc-by-4.0); "
+        "default: the benchmark's own (CaRB, OIE2016, Re-OIE2016: mit; BenchIE: its research-only "
+        "licence), unknown for another file",
+    )
     existing = parser.add_mutually_exclusive_group()
     existing.add_argument(
         "--append", action="store_true",
@@ -42,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
 
     result: ConversionResult = convert_to_shards(
         args.format, Path(args.input), Path(args.out), lang=args.lang, dataset=args.dataset,
-        mode=mode_of(args),
+        mode=mode_of(args), license=args.license, command=getattr(args, "command_line", None),
     )
     print(result.line())
     print(json.dumps(result.as_dict()))

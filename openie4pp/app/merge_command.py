@@ -17,6 +17,6 @@ def main(args: argparse.Namespace) -> int:
     """Print the counts as JSON; exit 1 when an id occurred twice or a record was unreadable."""
     from openie4pp.merge import merge_folders
 
-    result = merge_folders(args.inputs, args.out)
+    result = merge_folders(args.inputs, args.out, command=getattr(args, "command_line", None))
     print(json.dumps(result.as_dict()))
     return EXIT_OK if result.ok else EXIT_PROBLEMS

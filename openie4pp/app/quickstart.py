@@ -9,7 +9,8 @@ by that command's own parser, so what is printed is exactly what runs. Steps:
 2. validate the silver shards and tabulate acceptance per language and rejection reason;
 3. convert the OIE2016 dev gold and train stages 1 -> 2 -> 3 on it plus the silver data;
 4. extract triples for a few unseen sample sentences per language;
-5. score the benchmarks of :data:`openie4pp.benchmarks.REPORTED`, with PR-curve PNGs.
+5. score the benchmarks of :data:`openie4pp.benchmarks.REPORTED`, with PR-curve PNGs;
+6. write the HTML reports (``openie4pp report``) of the silver data and of the model.
 
 :func:`run_quickstart` returns a :class:`QuickstartResult`: every step's result (as JSON), the
 acceptance table, the canary scores and the benchmark scores; the command prints its summary.
@@ -152,6 +153,8 @@ class Quickstart:
                   silver[0].parent)
         self.result.acceptance = acceptance_table(silver, inputs)
         print(format_acceptance(self.result.acceptance))
+        for mode, folder in zip(("extract", "project"), silver, strict=True):
+            self.report(f"silver data ({mode} mode)", folder, work / "reports" / f"silver-{mode}.html")
 
         gold = work / "gold" / "oie2016-dev"
         dev = get_benchmark("oie2016-dev")
@@ -167,6 +170,7 @@ class Quickstart:
         print(format_showcase(showcase))
 
         seen = training_texts([gold, *silver])
+        evaluations: dict[str, dict[str, Any]] = {}
         for bench in REPORTED:
             pred, png = work / "eval" / f"{bench}.jsonl", work / "eval" / f"{bench}.png"
             limit = ["--limit", str(options.eval_limit)] if options.eval_limit else []
@@ -179,7 +183,20 @@ class Quickstart:
             self.result.scores[bench] = BenchmarkScore(
                 bench, scored["precision"], scored["recall"], scored["f1"], scored.get("auc"),
                 seen_in_training(bench, seen, options.eval_limit), str(png))
+            evaluations[bench] = scored
+        self.report("model", model.parent, work / "reports" / "model.html", evaluations)
         return self.result
+
+    def report(self, name: str, folder: Path, out: Path,
+               evaluations: dict[str, dict[str, Any]] | None = None) -> None:
+        """Write one HTML report (cheap, so written every run, reused steps or not) and keep its path."""
+        from openie4pp.app.report_sources import project_sources
+        from openie4pp.report import write_report
+
+        sources, note = project_sources(folder) if evaluations is None else ({}, "")
+        print(f"\n== report: {name}\n$ openie4pp report {folder} --out {out}", flush=True)
+        written = write_report(folder, out, sources=sources, sources_note=note, benchmarks=evaluations)
+        self.result.reports[name] = str(written.path)
 
     def annotate(self, inputs: dict[str, Path], silver: Sequence[Path]) -> None:
         """Both annotation modes; their canary scores go into the result."""

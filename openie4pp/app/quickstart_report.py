@@ -67,6 +67,8 @@ class QuickstartResult:
     canaries: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     """Per annotation mode, the canary scores per language."""
     scores: dict[str, BenchmarkScore] = field(default_factory=dict)
+    reports: dict[str, str] = field(default_factory=dict)
+    """The HTML reports written (``openie4pp report``): name -> path."""
     failure: str | None = None
 
     @property
@@ -218,4 +220,7 @@ def format_summary(result: QuickstartResult) -> str:
         lines.append(f"{bench:<15} {s.f1:>6.3f} {auc:>6} {s.precision:>6.3f} {s.recall:>6.3f}  "
                      f"{s.seen:<16} {s.plot}")
     lines += format_canaries(result.canaries, result.eval_limit, list(result.scores))
+    if result.reports:
+        lines += ["", "reports (open in a browser)"]
+        lines += [f"{name:<28} {path}" for name, path in result.reports.items()]
     return "\n".join(lines)

@@ -108,7 +108,7 @@ def evaluate(args: argparse.Namespace) -> dict[str, Any]:
         print(f"openie4pp eval: warning: {' '.join(str(warning.message).split())}", file=sys.stderr)
     print(format_table(result))
     print(f"PR curve: {plot_pr(result, plot)}")
-    return result.summary()
+    return {**result.summary(), "curve": result.curve_points()}  # the model report draws it
 
 
 STEPS: dict[str, tuple[ModuleType, StepRunner]] = {

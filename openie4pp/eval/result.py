@@ -47,6 +47,15 @@ class EvalResult:
         self.gold_sentences_without_predictions = len(gold_keys - predicted_keys)
         self.prediction_sentences_not_in_gold = len(predicted_keys - gold_keys)
 
+    def curve_points(self, limit: int = 200) -> list[list[float]]:
+        """The curve as at most ``limit`` ``[recall, precision]`` points, evenly thinned along it
+        (its ends kept): enough to draw it in a report, small enough for a metrics file."""
+        points = sorted((float(r), float(p)) for r, p, _ in self.curve)
+        if len(points) > limit > 1:
+            step = (len(points) - 1) / (limit - 1)
+            points = [points[round(i * step)] for i in range(limit)]
+        return [[round(r, 5), round(p, 5)] for r, p in points]
+
     def summary(self) -> dict[str, Any]:
         """The JSON object ``openie4pp eval --json`` prints (no curve)."""
         data = {k: v for k, v in asdict(self).items() if k not in ("curve", "details")}
