@@ -418,3 +418,16 @@ def test_a_relative_input_is_found_beside_the_folder(server: Any, tmp_path: Path
     assert main(["report", str(tmp_path / "projected")]) == 0
     page = (tmp_path / "projected" / "report.html").read_text(encoding="utf-8")
     assert "The cat sleeps on the sofa." in page and "source not available" not in page
+
+
+def test_a_json_line_that_is_not_a_record_is_not_counted_as_one(tmp_path: Path) -> None:
+    from openie4pp.report import read_annotation_folder
+
+    folder = _finished_folder(tmp_path)
+    shard = next((folder / "en").glob("shard-*.jsonl"))
+    with shard.open("a", encoding="utf-8") as out:  # the right keys, an invalid record (no tokens)
+        bad = {"sentence": {"id": "bad", "lang": "en", "text": "x"}, "extractions": [{}]}
+        out.write(json.dumps(bad) + "\n")
+    report = read_annotation_folder(folder)
+    assert report.unreadable_lines == 1 and report.total_records == 3
+    assert [(row.records, row.extractions) for row in report.languages] == [(3, 3)]

@@ -253,8 +253,11 @@ def read_annotation_folder(
             item = parse_record(raw, file, line_no)
             if isinstance(item, Record):
                 records.append(_shown(item, sources or {}))
-            else:
+            else:  # JSON, but not a record: not one of the language's records after all
                 unreadable += 1
+                seen -= 1
+                rows[lang].records -= 1
+                rows[lang].extractions -= len(json.loads(raw)["extractions"])
     return AnnotationReport(
         folder=root,
         manifest=manifest,
