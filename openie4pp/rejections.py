@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import re
 from collections import Counter
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,26 @@ def is_final_rejection(data: Any) -> bool:
         data = {"sentence_id": data.sentence_id, "field": data.field, "reason": data.reason.value}
     return (isinstance(data, dict) and bool(data.get("sentence_id"))
             and not is_candidate_field(data.get("field")) and data.get("reason") not in NOT_FINAL_REASONS)
+
+
+_DERIVED_ID = re.compile(r"^([a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*)-[0-9a-f]{16}$")
+"""A derived sentence id (``schema.sentence_id_for``): ``LANG-<16 hex>``."""
+
+
+def rejection_lang(data: Any, targets: Sequence[str] = ()) -> str:
+    """A ``rejected.jsonl`` line's language (parsed JSON, or a :class:`Rejection`): its own ``lang``
+    (schema 1.2), else what its sentence id says (a derived id ``LANG-hash``, a projected unit
+    ``ID.LANG`` of one of ``targets``), else ``?``. The manifest's acceptance table and the report
+    count by this one rule."""
+    if isinstance(data, Rejection):
+        data = {"lang": data.lang, "sentence_id": data.sentence_id}
+    if data.get("lang"):
+        return str(data["lang"])
+    sid = str(data.get("sentence_id") or "")
+    if match := _DERIVED_ID.match(sid):
+        return match.group(1)
+    head, dot, tail = sid.rpartition(".")
+    return tail if dot and head and tail in targets else "?"
 
 
 class RejectionWriter:

@@ -24,7 +24,6 @@ import contextlib
 import hashlib
 import json
 import os
-import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,7 +38,7 @@ from openie4pp.dataset_card import card_section, cover_licenses, license_entry, 
 from openie4pp.folder_lock import FolderBusyError, check_not_busy, folder_locked, lock_folder, unlock_folder
 from openie4pp.jsonl import iter_jsonl_lines, iter_records_in_file
 from openie4pp.redact import scrub_config
-from openie4pp.rejections import NOT_FINAL_REASONS, RejectionWriter, is_final_rejection
+from openie4pp.rejections import NOT_FINAL_REASONS, RejectionWriter, is_final_rejection, rejection_lang
 from openie4pp.schema import SCHEMA_VERSION, Record, Rejection
 from openie4pp.shard_layout import CARD, MANIFEST, REJECTED, shard_files, shard_index, shard_path
 
@@ -81,10 +80,6 @@ class ShardInfo:
 _PROVENANCE_KEYS = ("source", "dataset", "model", "endpoint", "prompt_id", "prompt_hash", "constraint",
                     "mode")
 """What the manifest's ``provenance`` tally groups a language's records by: how they were made."""
-
-_ID_LANG = re.compile(r"^([a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*)-[0-9a-f]{16}$")
-"""A derived sentence id (``schema.sentence_id_for``): ``LANG-<16 hex>``."""
-
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
@@ -289,9 +284,7 @@ class ShardWriter:
                     if not is_final_rejection(data) or str(data["sentence_id"]) in self._ids:
                         continue
                     sid = str(data["sentence_id"])
-                    match = _ID_LANG.match(sid)
-                    lang = str(data.get("lang") or (match.group(1) if match else "?"))
-                    rejected.setdefault(lang, {})[sid] = str(data.get("reason"))
+                    rejected.setdefault(rejection_lang(data), {})[sid] = str(data.get("reason"))
         table: dict[str, dict[str, Any]] = {}
         for lang in sorted(set(languages) | set(rejected), key=lambda code: (code == "?", code)):
             accepted = languages.get(lang, {}).get("records", 0)

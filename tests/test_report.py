@@ -431,3 +431,25 @@ def test_a_json_line_that_is_not_a_record_is_not_counted_as_one(tmp_path: Path) 
     report = read_annotation_folder(folder)
     assert report.unreadable_lines == 1 and report.total_records == 3
     assert [(row.records, row.extractions) for row in report.languages] == [(3, 3)]
+
+
+def test_rejections_count_by_the_folder_rule_one_per_id_and_not_for_records(tmp_path: Path) -> None:
+    """The same rule as the manifest's acceptance table (``rejections.is_final_rejection``): an id that
+    later became a record is accepted, one id rejected twice is one sentence, internal errors finish
+    nothing."""
+    from helpers import make_record
+
+    from openie4pp.report import read_annotation_folder
+
+    folder = _finished_folder(tmp_path)
+    line = {"schema_version": "1.2", "stage": "stage1", "reason": "request_failed", "detail": "d",
+            "input": "x", "lang": "en"}
+    lines = [{**line, "sentence_id": make_record(0, "en").sentence.id},  # retried: now a record
+             {**line, "sentence_id": "gone"}, {**line, "sentence_id": "gone", "detail": "again"},
+             {**line, "sentence_id": "bug", "reason": "internal_error"}]
+    (folder / "rejected.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    report = read_annotation_folder(folder)
+    rows = [(r.lang, r.records, dict(r.rejected)) for r in report.languages]
+    assert rows == [("en", 3, {"request_failed": 1})]
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["acceptance"]["en"]["accepted"] == 3  # what the writer counted for its own lines

@@ -16,9 +16,8 @@ from __future__ import annotations
 import hashlib
 import heapq
 import json
-import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,13 +25,10 @@ from typing import Any
 from openie4pp.errors import UsageError
 from openie4pp.jsonl import iter_jsonl_lines, parse_record
 from openie4pp.rejection_model import Rejection, is_candidate_field
+from openie4pp.rejections import is_final_rejection, rejection_lang
 from openie4pp.report.spans import Piece, ShownElement, elements, pieces, text_direction
 from openie4pp.schema import Record
 from openie4pp.shard_layout import shard_files
-
-_ID_LANG = re.compile(r"^([a-z]{2,3}(?:-[A-Za-z0-9]{2,8})*)-[0-9a-f]{16}$")
-"""A derived sentence id (``schema.sentence_id_for``): ``LANG-<16 hex>``."""
-
 
 ANNOTATION_STAGES = frozenset({"stage1", "stage2"})
 """Rejections of a sentence that was annotated; the others (``input``, ``convert``...) are lines that
@@ -170,20 +166,6 @@ def _rank(identifier: str) -> bytes:
     return hashlib.sha1(identifier.encode("utf-8", "surrogatepass")).digest()
 
 
-def rejection_lang(rejection: Rejection, targets: Sequence[str] = ()) -> str:
-    """A rejection's language: its own ``lang`` (schema 1.2), else what its sentence id says (a
-    derived id ``LANG-hash``, a projected unit ``ID.LANG``), else ``?``."""
-    if rejection.lang:
-        return rejection.lang
-    sid = rejection.sentence_id or ""
-    if match := _ID_LANG.match(sid):
-        return match.group(1)
-    head, dot, tail = sid.rpartition(".")
-    if dot and head and tail in targets:
-        return tail
-    return "?"
-
-
 def read_annotation_folder(
     folder: str | Path,
     *,
@@ -200,31 +182,12 @@ def read_annotation_folder(
     manifest = _json_file(root / "manifest.json")
     stats = _json_file(root / "stats.json")
     targets = list(((manifest.get("build_config") or {}).get("pipeline") or {}).get("target_langs") or [])
-    rows: dict[str, LanguageRow] = {}
-    per_lang_keep: dict[str, list[tuple[bytes, int, Path, int, bytes]]] = {}
-    unreadable = seen = 0
-    for file in [f for files in shard_files(root).values() for f in files]:
-        for line_no, raw in iter_jsonl_lines(file):
-            try:  # plain JSON for the counts (the writer validated every line); pydantic for the sample
-                data = json.loads(raw)
-                sentence, n = data["sentence"], len(data["extractions"])
-                sid, lang = str(sentence["id"]), str(sentence["lang"])
-            except (ValueError, KeyError, TypeError):
-                unreadable += 1
-                continue
-            seen += 1
-            row = rows.setdefault(lang, LanguageRow(lang))
-            row.records += 1
-            row.extractions += n
-            heap = per_lang_keep.setdefault(lang, [])
-            entry = (_invert(_rank(sid)), seen, file, line_no, raw)
-            if len(heap) < sample:
-                heapq.heappush(heap, entry)
-            elif sample:
-                heapq.heappushpop(heap, entry)  # keeps the ``sample`` lowest ranks (inverted: a max-heap)
     reasons: Counter[tuple[str, str, bool]] = Counter()
     shown_rejections: list[tuple[bytes, ShownRejection]] = []
-    input_rejections = total_lines = 0
+    rows: dict[str, LanguageRow] = {}
+    input_rejections = total_lines = unreadable = 0
+    final: dict[str, tuple[str, str]] = {}
+    """Sentence id -> (language, reason) of the line that finished it (one per id)."""
     rejected_path = root / "rejected.jsonl"
     for _, raw in iter_jsonl_lines(rejected_path) if rejected_path.is_file() else ():
         total_lines += 1
@@ -238,8 +201,8 @@ def read_annotation_folder(
         lang = rejection_lang(rejection, targets)
         if rejection.stage not in ANNOTATION_STAGES:  # an input line, never a sentence asked
             input_rejections += 1
-        elif not candidate:
-            rows.setdefault(lang, LanguageRow(lang)).rejected[rejection.reason.value] += 1
+        if is_final_rejection(rejection):  # the rule that says which line finishes an id
+            final[rejection.sentence_id or ""] = (lang, rejection.reason.value)
         shown = ShownRejection(rejection.sentence_id or "", lang, rejection.stage, rejection.reason.value,
                                rejection.detail, rejection.input, rejection.location(), candidate)
         kept = (_invert(_rank(f"{rejection.sentence_id}\x00{rejection.field}\x00{total_lines}")), shown)
@@ -247,6 +210,30 @@ def read_annotation_folder(
             heapq.heappush(shown_rejections, kept)
         elif rejection_sample:
             heapq.heappushpop(shown_rejections, kept)
+    per_lang_keep: dict[str, list[tuple[bytes, int, Path, int, bytes]]] = {}
+    seen = 0
+    for file in [f for files in shard_files(root).values() for f in files]:
+        for line_no, raw in iter_jsonl_lines(file):
+            try:  # plain JSON for the counts (the writer validated every line); pydantic for the sample
+                data = json.loads(raw)
+                sentence, n = data["sentence"], len(data["extractions"])
+                sid, lang = str(sentence["id"]), str(sentence["lang"])
+            except (ValueError, KeyError, TypeError):
+                unreadable += 1
+                continue
+            seen += 1
+            final.pop(sid, None)  # an id that became a record (a retried rejection) is accepted
+            row = rows.setdefault(lang, LanguageRow(lang))
+            row.records += 1
+            row.extractions += n
+            heap = per_lang_keep.setdefault(lang, [])
+            entry = (_invert(_rank(sid)), seen, file, line_no, raw)
+            if len(heap) < sample:
+                heapq.heappush(heap, entry)
+            elif sample:
+                heapq.heappushpop(heap, entry)  # keeps the ``sample`` lowest ranks (inverted: a max-heap)
+    for lang, reason in final.values():
+        rows.setdefault(lang, LanguageRow(lang)).rejected[reason] += 1
     records = []
     for lang in sorted(per_lang_keep):
         for _, _, file, line_no, raw in sorted(per_lang_keep[lang], reverse=True):
